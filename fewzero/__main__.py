@@ -1,0 +1,5 @@
+import sys
+
+from fewzero.cli import main
+
+sys.exit(main())

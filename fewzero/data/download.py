@@ -1,0 +1,59 @@
+"""Downloading with a progress bar, an MD5 check and no partial files."""
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from fewzero.errors import DataNotFoundError, FewzeroError
+
+OFFLINE_HINT = ("put the files there yourself, or point --data-root / FEWZERO_DATA at a folder that has them")
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0, progress: bool = True) -> Path:
+    """Fetch ``url`` to ``dest`` through ``dest.part``; rename only when complete and (if given) the MD5 matches.
+
+    Raises:
+        DataNotFoundError: the server cannot be reached (offline) or answers with an error.
+        FewzeroError: the MD5 of the downloaded file is wrong (the file is removed).
+    """
+    from tqdm import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
+                      disable=not progress, leave=False) as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    out.write(block)
+                    bar.update(len(block))
+            if total is not None and out.tell() != total:
+                raise DataNotFoundError(f"download of {url} stopped after {out.tell()} of {total} bytes: try again")
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        part.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", exc)
+        raise DataNotFoundError(f"could not download {url} ({reason}) and {dest} is missing: {OFFLINE_HINT}") from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    if md5 is not None:
+        got = md5sum(part)
+        if got != md5:
+            part.unlink(missing_ok=True)
+            raise FewzeroError(f"MD5 of {url} is {got}, expected {md5}: the download is corrupt or the server sent "
+                               f"another file; try again, or place a good copy at {dest}")
+    os.replace(part, dest)
+    return dest

@@ -1,0 +1,134 @@
+"""Episodic meta-training: Adam with a step schedule, validation on fixed episodes, best and last checkpoints,
+resume, a progress bar, a seed."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from fewzero.checkpoint import build_learner, load_checkpoint, save_checkpoint
+from fewzero.config import RunConfig, validate
+from fewzero.errors import FewzeroError
+from fewzero.evaluate import evaluate
+from fewzero.registry import DATASETS
+from fewzero.sampling import EpisodeSampler
+
+
+def load_split(config: RunConfig, subset: str, data_root: str | None = None, progress: bool = True):
+    """The dataset of one subset (train/val/test/...) as the config describes."""
+    return DATASETS.create(config.dataset, subset=subset, split=config.split, data_root=data_root,
+                           image_size=config.image_size, progress=progress)
+
+
+def episode_sampler(dataset, config: RunConfig, n_episodes: int, seed: int) -> EpisodeSampler:
+    """Fixed evaluation episodes (test_way/test_shot/test_query) over ``dataset``."""
+    return EpisodeSampler(dataset.labels, config.test_way, config.test_shot, config.test_query, n_episodes,
+                          seed=seed, class_names=getattr(dataset, "class_names", None))
+
+
+def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False, data_root: str | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Meta-train ``config.method`` and keep ``best.pt`` (best validation accuracy) and ``last.pt`` in ``out_dir``.
+
+    With ``resume=True`` the run in ``out_dir`` continues from ``last.pt`` with its saved config, seeing exactly the
+    episodes it would have seen without the interruption. Returns the run's metrics (also in ``metrics.json``).
+    """
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    state = None
+    if resume:
+        if not last_path.is_file():
+            raise FewzeroError(f"nothing to resume: {last_path} does not exist (drop --resume to start a new run)")
+        state = load_checkpoint(last_path)
+        config = validate(state["config"], f" of {last_path}")
+    elif last_path.exists():
+        raise FewzeroError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    torch.manual_seed(config.seed)
+    device = torch.device(config.device)
+    train_set = load_split(config, config.train_subset, data_root, progress)
+    val_set = load_split(config, config.val_subset, data_root, progress)
+    in_channels = int(train_set[0][0].shape[0])
+    learner = build_learner(config, in_channels).to(device)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    start, best, history, seconds = 0, {"val_accuracy": -1.0, "episode": 0}, [], 0.0
+    if state is not None:
+        learner.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        start, best, history, seconds = state["episode"], state["best"], state["history"], state["seconds"]
+    sampler = EpisodeSampler(train_set.labels, config.train_way, config.train_shot, config.train_query,
+                             config.episodes, seed=config.seed, start=start, class_names=train_set.class_names)
+    val_sampler = episode_sampler(val_set, config, config.val_episodes, config.test_seed)
+    loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=sampler.collate)
+    base = {"config": config.to_dict(), "in_channels": in_channels}
+
+    def checkpoint(episode: int) -> None:
+        save_checkpoint(last_path, {**base, "model": learner.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "schedule": schedule.state_dict(), "rng": torch.get_rng_state(),
+                                    "episode": episode, "best": best, "history": history, "seconds": seconds})
+
+    def validate_now(episode: int, running: dict[str, float]) -> None:
+        report = evaluate(learner, val_set, val_sampler, device, progress=False)
+        history.append({"episode": episode, "val_accuracy": report.accuracy, "val_ci95": report.ci95,
+                        "train_loss": running["loss"], "train_accuracy": running["accuracy"],
+                        "seconds": round(seconds, 1)})
+        if report.accuracy > best["val_accuracy"]:
+            best.update(val_accuracy=report.accuracy, val_ci95=report.ci95, episode=episode)
+            save_checkpoint(best_path, {**base, "model": learner.state_dict(),
+                                        "metrics": {**best, "train_seconds": round(seconds, 1)}})
+
+    learner.train()
+    running = {"loss": float("nan"), "accuracy": float("nan")}
+    started = time.perf_counter() - seconds
+    bar = tqdm(loader, total=config.episodes, initial=start, desc=f"training {config.method}", disable=not progress,
+               dynamic_ncols=True)
+    episode = start
+    for episode_data in bar:
+        episode_data = episode_data.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            loss, logits = learner.episode_loss(episode_data)
+        if not torch.isfinite(loss):
+            raise FewzeroError(f"training loss became {loss.item()} at episode {episode + 1} (lr {schedule.get_last_lr()[0]:g}):"
+                               f" lower --lr and train again")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        episode += 1
+        accuracy = 100.0 * float((logits.argmax(1) == episode_data.query_y).float().mean())
+        momentum = 0.95 if episode > start + 1 else 0.0  # exponential moving averages for the progress bar
+        running = {"loss": momentum * running["loss"] + (1 - momentum) * loss.item(),
+                   "accuracy": momentum * running["accuracy"] + (1 - momentum) * accuracy}
+        seconds = time.perf_counter() - started
+        out_of_time = config.max_minutes is not None and seconds >= 60 * config.max_minutes
+        if episode % config.val_every == 0 or episode == config.episodes or out_of_time:
+            validate_now(episode, running)
+            learner.train()
+            checkpoint(episode)
+            bar.set_postfix(loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.1f}",
+                            val=f"{history[-1]['val_accuracy']:.2f}", best=f"{best['val_accuracy']:.2f}")
+        elif episode % 10 == 0:
+            bar.set_postfix(loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.1f}",
+                            best=f"{best['val_accuracy']:.2f}")
+        if out_of_time:
+            break
+    bar.close()
+    if not best_path.is_file():  # resumed a finished run, or zero episodes: validate what we have
+        validate_now(episode, running)
+        checkpoint(episode)
+    metrics = {"best_val_accuracy": best["val_accuracy"], "best_val_ci95": best.get("val_ci95"),
+               "best_episode": best["episode"], "episodes_done": episode, "train_seconds": round(seconds, 1),
+               "stopped_early": episode < config.episodes, "history": history, "config": config.to_dict()}
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=1))
+    os.replace(tmp, out / "metrics.json")
+    return metrics

@@ -105,9 +105,11 @@ def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False, d
         schedule.step()
         episode += 1
         accuracy = 100.0 * float((logits.argmax(1) == episode_data.query_y).float().mean())
-        momentum = 0.95 if episode > start + 1 else 0.0  # exponential moving averages for the progress bar
-        running = {"loss": momentum * running["loss"] + (1 - momentum) * loss.item(),
-                   "accuracy": momentum * running["accuracy"] + (1 - momentum) * accuracy}
+        if episode == start + 1:
+            running = {"loss": loss.item(), "accuracy": accuracy}
+        else:  # exponential moving averages for the progress bar and the history
+            running = {"loss": 0.95 * running["loss"] + 0.05 * loss.item(),
+                       "accuracy": 0.95 * running["accuracy"] + 0.05 * accuracy}
         seconds = time.perf_counter() - started
         out_of_time = config.max_minutes is not None and seconds >= 60 * config.max_minutes
         if episode % config.val_every == 0 or episode == config.episodes or out_of_time:

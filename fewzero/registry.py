@@ -53,6 +53,7 @@ class Registry:
 
 
 LEARNERS = Registry("method")
+ZERO_SHOT = Registry("zero-shot method")
 BACKBONES = Registry("backbone")
 DATASETS = Registry("dataset")
 
@@ -68,3 +69,4 @@ def _load_builtin() -> None:
     import fewzero.backbones  # noqa: F401
     import fewzero.data  # noqa: F401
     import fewzero.learners  # noqa: F401
+    import fewzero.zsl.learners  # noqa: F401

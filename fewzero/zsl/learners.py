@@ -1,0 +1,1 @@
+"""Registers the built-in zero-shot learners (imported by ``fewzero.registry``)."""

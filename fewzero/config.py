@@ -39,6 +39,7 @@ class RunConfig:
     test_shot: int = 1
     test_query: int = 15
     episodes: int = 5000
+    meta_batch: int = 1  # episodes whose losses are averaged per optimizer step
     lr: float = 1e-3
     lr_step: int = 2000
     lr_gamma: float = 0.5
@@ -98,7 +99,7 @@ def validate(values: dict[str, Any], where: str = "") -> RunConfig:
     LEARNERS.get(config.method), BACKBONES.get(config.backbone), DATASETS.get(config.dataset)
     _check_keyword_args("learner", config.learner, LEARNERS.parameters(config.method), where)
     _check_keyword_args("backbone_args", config.backbone_args, BACKBONES.parameters(config.backbone), where)
-    for key in ("image_size", "train_way", "train_shot", "test_way", "test_shot", "episodes", "lr_step",
+    for key in ("image_size", "train_way", "train_shot", "test_way", "test_shot", "episodes", "meta_batch", "lr_step",
                 "val_every", "val_episodes", "test_episodes"):
         if getattr(config, key) < 1:
             raise FewzeroError(f"config key {key!r}{where} must be >= 1, got {getattr(config, key)}")

@@ -87,6 +87,7 @@ def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False, d
                                         "metrics": {**best, "train_seconds": round(seconds, 1)}})
 
     learner.train()
+    optimizer.zero_grad(set_to_none=True)
     running = {"loss": float("nan"), "accuracy": float("nan")}
     started = time.perf_counter() - seconds
     bar = tqdm(loader, total=config.episodes, initial=start, desc=f"training {config.method}", disable=not progress,
@@ -99,11 +100,12 @@ def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False, d
         if not torch.isfinite(loss):
             raise FewzeroError(f"training loss became {loss.item()} at episode {episode + 1} (lr {schedule.get_last_lr()[0]:g}):"
                                f" lower --lr and train again")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        (loss / config.meta_batch).backward()
         episode += 1
+        if episode % config.meta_batch == 0 or episode == config.episodes:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        schedule.step()
         accuracy = 100.0 * float((logits.argmax(1) == episode_data.query_y).float().mean())
         if episode == start + 1:
             running = {"loss": loss.item(), "accuracy": accuracy}

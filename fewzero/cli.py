@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=None, help="number of test episodes (default 1000)")
     ev.add_argument("--subset", default=None, help="which subset to test on (default: test)")
     ev.add_argument("--records", default=None, help="write the report with per-episode records to this JSON file")
+    ev.add_argument("--semantics", default="attributes", choices=("attributes", "text"),
+                    help="class semantics of a zero-shot method (default: attributes)")
     return parser
 
 
@@ -86,6 +88,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    from fewzero.registry import ZERO_SHOT
+
+    if args.method in ZERO_SHOT:
+        from fewzero.zsl.cli import eval_from_args
+
+        eval_from_args(args)
+        return
     from fewzero.checkpoint import learner_from_checkpoint
     from fewzero.config import load_config
     from fewzero.evaluate import evaluate

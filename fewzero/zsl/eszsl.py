@@ -21,7 +21,7 @@ class ESZSL(ZeroShotLearner):
         normalize_semantics: see ``ZeroShotLearner``.
     """
 
-    def __init__(self, gamma: float = 1.0, lam: float = 1.0, normalize_semantics: bool = True):
+    def __init__(self, gamma: float = 1.0, lam: float = 0.1, normalize_semantics: bool = True):
         super().__init__(normalize_semantics=normalize_semantics)
         self.gamma, self.lam = gamma, lam
         self.register_buffer("V_", None)

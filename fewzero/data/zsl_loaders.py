@@ -1,0 +1,106 @@
+"""One entry point for every zero-shot dataset: ``load_zero_shot(name, semantics) -> ZeroShotData``.
+
+    load_zero_shot("cub50", "text")               # CUB classes 001-050 from images: 40 seen, 10 unseen
+    load_zero_shot("xlsa17-CUB", "attributes")    # ResNet-101 features of Xian et al. (needs res101.mat)
+
+``cub50`` features come from a backbone trained on the seen classes' trainval images only (see
+``fewzero.zsl.features``); ``val_classes`` are the seen classes of ``valclasses1.txt``, held out for tuning.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+
+import torch
+
+from fewzero.errors import FewzeroError
+from fewzero.zsl.data import ZeroShotData
+
+SEMANTICS = ("attributes", "text")
+
+
+def zero_shot_datasets() -> list[str]:
+    """Names ``load_zero_shot`` accepts."""
+    from fewzero.data.xlsa17 import DATASETS
+
+    return ["cub50", *(f"xlsa17-{name}" for name in DATASETS)]
+
+
+def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | None = None, progress: bool = True,
+               image_size: int = 64, bbox_crop: bool = True, backbone: str = "resnet_small", epochs: int = 30,
+               lr: float = 0.05, seed: int = 0, text_source: str = "both", text_model: str = "all-MiniLM-L6-v2",
+               val_split: int = 1, cache: bool = True) -> ZeroShotData:
+    """CUB-50: the images of CUB classes 001-050 under the proposed split, as learned features + semantics.
+
+    Args:
+        semantics: ``attributes`` (CUB's class-level attributes, L2-normalised) or ``text`` (sentence embeddings).
+        image_size, bbox_crop: input images (square crops around the bird's box by default).
+        backbone, epochs, lr, seed: the feature backbone's training (seen-class trainval images only).
+        text_source: ``names``, ``descriptions`` or ``both`` (descriptors_cub.json) for text semantics.
+        val_split: ``valclasses<k>.txt`` of xlsa17/CUB gives the validation classes (0: none).
+    """
+    from fewzero.data.cub import TEST_SEEN, TEST_UNSEEN, TRAINVAL, load_cub
+    from fewzero.data.semantics import cub_attributes, cub_text
+    from fewzero.data.xlsa17 import dataset_folder
+    from fewzero.zsl.features import image_features
+
+    if semantics not in SEMANTICS:
+        raise FewzeroError(f"unknown semantics {semantics!r}: choose one of {', '.join(SEMANTICS)}")
+    cub = load_cub(data_root, classes=range(1, 51), image_size=image_size, bbox_crop=bbox_crop, progress=progress)
+    train = (cub.split == TRAINVAL).nonzero().squeeze(1)
+    seen = cub.labels[train].unique()
+    unseen = cub.labels[cub.split == TEST_UNSEEN].unique()
+    features, facts = image_features(cub.images, cub.labels, train, forbidden_classes=unseen, backbone=backbone,
+                                     epochs=epochs, lr=lr, seed=seed, cache=cache, progress=progress)
+    if semantics == "attributes":
+        matrix, described = cub_attributes(cub.class_names, data_root), "CUB class attributes (312, L2-normalised)"
+    else:
+        matrix = cub_text(cub.class_names, text_source, text_model, data_root, progress=False)
+        described = f"text: {text_source} (descriptors_cub.json), {text_model}"
+    val_classes = None
+    if val_split:
+        path = dataset_folder("CUB", data_root) / f"valclasses{val_split}.txt"
+        if not path.is_file():
+            raise FewzeroError(f"{path} is missing: put the xlsa17 class lists there, or use --set val_split=0")
+        listed = set(path.read_text().split())
+        kept = [i for i in seen.tolist() if cub.class_names[i] in listed]
+        val_classes = torch.tensor(kept, dtype=torch.long) if kept else None
+    pick = lambda code: cub.split == code  # noqa: E731
+    return ZeroShotData(
+        semantics=matrix, class_names=cub.class_names, seen_classes=seen, unseen_classes=unseen,
+        train_x=features[train], train_y=cub.labels[train],
+        test_seen_x=features[pick(TEST_SEEN)], test_seen_y=cub.labels[pick(TEST_SEEN)],
+        test_unseen_x=features[pick(TEST_UNSEEN)], test_unseen_y=cub.labels[pick(TEST_UNSEEN)],
+        val_classes=val_classes,
+        info={"dataset": "cub50", "semantics": described, "bbox_crop": bbox_crop, "val_split": val_split,
+              "features": facts})
+
+
+def _check_options(func, dataset: str, options: dict) -> None:
+    allowed = [p for p in inspect.signature(func).parameters if p not in ("semantics", "data_root", "progress", "name")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise FewzeroError(f"{dataset} has no option {unknown[0]!r}: choose from {', '.join(allowed)}")
+
+
+def load_zero_shot(dataset: str, semantics: str = "attributes", data_root: str | os.PathLike | None = None,
+                   progress: bool = True, **options) -> ZeroShotData:
+    """A zero-shot benchmark by name (see ``zero_shot_datasets()``) with ``attributes`` or ``text`` semantics.
+
+    ``options`` go to the dataset's loader (``load_cub50`` or ``fewzero.data.xlsa17.load_xlsa17``); ``None``
+    values are dropped so that loader defaults apply.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    if semantics not in SEMANTICS and not (dataset.lower().startswith("xlsa17-") and semantics == "original"):
+        raise FewzeroError(f"unknown semantics {semantics!r}: choose one of {', '.join(SEMANTICS)}")
+    if dataset.lower() == "cub50":
+        _check_options(load_cub50, dataset, options)
+        return load_cub50(semantics, data_root, progress, **options)
+    if dataset.lower().startswith("xlsa17-"):
+        from fewzero.data.xlsa17 import DATASETS, load_xlsa17
+
+        name = dataset.split("-", 1)[1].upper()
+        if name in DATASETS:
+            _check_options(load_xlsa17, dataset, options)
+            return load_xlsa17(name, semantics, data_root, progress=progress, **options)
+    raise FewzeroError(f"unknown zero-shot dataset {dataset!r}: choose one of {', '.join(zero_shot_datasets())}")

@@ -1,0 +1,177 @@
+"""Image features for zero-shot learning: a backbone trained on seen-class training images only.
+
+    features, info = image_features(images, labels, train_index, forbidden_classes=unseen)
+
+The backbone and a linear head are trained with plain cross-entropy on ``images[train_index]`` (light
+augmentation: random crops of a padded image and horizontal flips), then every image is embedded (averaged with
+its mirror image). Images of ``forbidden_classes`` (the unseen classes) in ``train_index`` are refused, so no
+unseen image can shape the features. Results are cached as ``.npz`` keyed by the images and every setting.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zipfile
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fewzero.errors import FewzeroError
+from fewzero.paths import user_cache_dir
+from fewzero.registry import BACKBONES
+
+FEATURE_BACKBONES = ("resnet_small", "conv4")
+
+
+def _training_batch(images: torch.Tensor, index: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """uint8 images[index] (B, 3, S, S) -> augmented float (B, 3, S, S) in [0, 1]: random crop and flip."""
+    x = images[index].float().div_(255.0)
+    size = x.shape[-1]
+    if pad:
+        x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        offsets = torch.randint(0, 2 * pad + 1, (len(index), 2), generator=generator)
+        rows = offsets[:, :1] + torch.arange(size)  # (B, S)
+        cols = offsets[:, 1:] + torch.arange(size)
+        b = torch.arange(len(index))[:, None, None]
+        x = x.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    flip = torch.rand(len(index), generator=generator) < 0.5
+    x[flip] = x[flip].flip(-1)
+    return x
+
+
+def _build(backbone: str) -> nn.Module:
+    if backbone not in FEATURE_BACKBONES:
+        raise FewzeroError(f"unknown feature backbone {backbone!r}: choose one of {', '.join(FEATURE_BACKBONES)}")
+    return BACKBONES.create(backbone, in_channels=3)
+
+
+def train_backbone(images: torch.Tensor, labels: torch.Tensor, train_index: torch.Tensor,
+                   backbone: str = "resnet_small", epochs: int = 30, batch_size: int = 64, lr: float = 0.05,
+                   weight_decay: float = 5e-4, pad: int = 4, seed: int = 0, progress: bool = True
+                   ) -> tuple[nn.Module, torch.Tensor, torch.Tensor, dict]:
+    """Train ``backbone`` + a linear head with cross-entropy on ``images[train_index]`` only.
+
+    SGD with momentum 0.9 and a cosine learning-rate schedule; inputs are standardised with the per-channel
+    mean and std of the training images.
+
+    Returns:
+        the trained backbone (eval mode), channel mean (3,), channel std (3,), and a dict of training facts.
+    """
+    if train_index.numel() == 0:
+        raise FewzeroError("no training images for the feature backbone: the seen classes have no trainval images")
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    classes, targets = labels[train_index].unique(return_inverse=True)
+    train = images[train_index].float().div_(255.0)
+    mean, std = train.mean((0, 2, 3)), train.std((0, 2, 3)).clamp_min(1e-3)
+    del train
+    net = _build(backbone)
+    with torch.no_grad():
+        dim = net(torch.zeros(2, *images.shape[1:])).shape[1]
+    head = nn.Linear(dim, len(classes))
+    model = nn.Sequential(net, head)
+    steps = epochs * max(1, len(train_index) // batch_size)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1),
+                                                   pct_start=0.15, anneal_strategy="cos")
+    from tqdm import tqdm
+
+    started, step, correct, seen = time.perf_counter(), 0, 0, 0
+    model.train()
+    with tqdm(total=steps, desc=f"training {backbone} features", disable=not progress, leave=False) as bar:
+        for _ in range(epochs):
+            order = torch.randperm(len(train_index), generator=generator)
+            correct = seen = 0  # accuracy on the augmented batches of the last epoch
+            for b in range(max(1, len(order) // batch_size)):  # the last incomplete batch is dropped
+                pick = order[b * batch_size:(b + 1) * batch_size]
+                x = (_training_batch(images, train_index[pick], pad, generator) - mean[:, None, None]) \
+                    / std[:, None, None]
+                logits = model(x)
+                loss = F.cross_entropy(logits, targets[pick])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                step += 1
+                correct += int((logits.argmax(1) == targets[pick]).sum())
+                seen += len(pick)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    net.eval()
+    facts = {"train_seconds": round(time.perf_counter() - started, 1), "steps": step,
+             "train_images": int(train_index.numel()), "train_classes": int(len(classes)),
+             "final_loss": round(loss.item(), 4), "last_epoch_train_accuracy": round(100.0 * correct / max(seen, 1), 2)}
+    return net, mean, std, facts
+
+
+@torch.no_grad()
+def embed(net: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+          batch_size: int = 256, progress: bool = True) -> torch.Tensor:
+    """(n, 3, S, S) uint8 -> (n, dim) float32 features, each averaged with that of the mirrored image."""
+    from tqdm import tqdm
+
+    net.eval()
+    out = []
+    for start in tqdm(range(0, len(images), batch_size), desc="embedding images", disable=not progress, leave=False):
+        x = (images[start:start + batch_size].float().div_(255.0) - mean[:, None, None]) / std[:, None, None]
+        out.append((net(x) + net(x.flip(-1))) / 2)
+    return torch.cat(out).float()
+
+
+def _cache_file(images: torch.Tensor, train_index: torch.Tensor, settings: dict) -> str:
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(images.numpy()).tobytes())
+    h.update(np.ascontiguousarray(train_index.numpy().astype(np.int64)).tobytes())
+    return f"features_{settings['backbone']}_{h.hexdigest()[:20]}.npz"
+
+
+def image_features(images: torch.Tensor, labels: torch.Tensor, train_index: torch.Tensor,
+                   forbidden_classes: torch.Tensor | None = None, backbone: str = "resnet_small",
+                   epochs: int = 30, batch_size: int = 64, lr: float = 0.05, seed: int = 0, cache: bool = True,
+                   progress: bool = True) -> tuple[torch.Tensor, dict]:
+    """Features of every image from a backbone trained on ``images[train_index]``, cached on disk.
+
+    Args:
+        images: (n, 3, S, S) uint8.
+        labels: (n,) class of each image.
+        train_index: (m,) indices of the images the backbone may learn from (seen-class training images).
+        forbidden_classes: classes whose images must never be trained on (the unseen classes).
+
+    Returns:
+        (n, dim) float32 features and a dict recording backbone, input size, epochs and training time.
+    """
+    train_index = torch.as_tensor(train_index, dtype=torch.long)
+    if forbidden_classes is not None:
+        leaked = set(labels[train_index].tolist()) & set(torch.as_tensor(forbidden_classes).tolist())
+        if leaked:
+            raise FewzeroError(f"class {min(leaked)} is unseen but has images in the feature backbone's training "
+                               f"set: refusing, it would invalidate zero-shot evaluation")
+    settings = {"backbone": backbone, "input_size": list(images.shape[1:]), "epochs": epochs,
+                "batch_size": batch_size, "lr": lr, "seed": seed, "augmentation": "pad-4 random crop, flip",
+                "loss": "cross-entropy", "version": 1}
+    path = user_cache_dir() / "zsl_features" / _cache_file(images, train_index, settings)
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                features, facts = saved["features"], json.loads(str(saved["facts"]))
+            if features.shape[0] == len(images):
+                return torch.from_numpy(features), {**facts, "cached": True}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass
+        path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
+    net, mean, std, facts = train_backbone(images, labels, train_index, backbone, epochs, batch_size, lr,
+                                           seed=seed, progress=progress)
+    started = time.perf_counter()
+    features = embed(net, images, mean, std, progress=progress)
+    facts = {**settings, **facts, "embed_seconds": round(time.perf_counter() - started, 1),
+             "feature_dim": int(features.shape[1]), "threads": torch.get_num_threads()}
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, features=features.numpy(), facts=np.array(json.dumps(facts)))
+        os.replace(tmp, path)
+    return features, {**facts, "cached": False}

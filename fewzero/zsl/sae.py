@@ -1,7 +1,6 @@
 """SAE: semantic autoencoder (Kodirov, Xiang & Gong, CVPR 2017)."""
 from __future__ import annotations
 
-import scipy.linalg
 import torch
 from torch.nn import functional as F
 
@@ -35,6 +34,8 @@ class SAE(ZeroShotLearner):
         self.register_buffer("W_", None)
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor, semantics: torch.Tensor) -> None:
+        import scipy.linalg
+
         xs = x.double().cpu().numpy()
         sy = semantics[y].double().cpu().numpy()
         w = scipy.linalg.solve_sylvester(sy.T @ sy, self.lam * (xs.T @ xs), (1 + self.lam) * sy.T @ xs)

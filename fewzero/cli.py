@@ -66,9 +66,10 @@ def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> dict:
 
 def cmd_list() -> None:
     from fewzero.config import CONFIG_DIR
-    from fewzero.registry import BACKBONES, DATASETS, LEARNERS
+    from fewzero.registry import BACKBONES, DATASETS, LEARNERS, ZERO_SHOT
 
     print("methods:   " + ", ".join(LEARNERS.available()))
+    print("zero-shot: " + ", ".join(ZERO_SHOT.available()) + "  (fewzero eval --method eszsl --dataset cub50)")
     print("backbones: " + ", ".join(BACKBONES.available()))
     print("datasets:  " + ", ".join(DATASETS.available()))
     print("configs:   " + ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))))

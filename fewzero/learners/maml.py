@@ -1,0 +1,171 @@
+"""Model-Agnostic Meta-Learning (Finn et al., ICML 2017) on plain ``nn.Module`` backbones.
+
+The inner loop runs on a flat list of tensors with ``torch.func.functional_call``: no copies of modules, no special
+layer classes. ANIL, Meta-SGD and Reptile (sibling files) change one piece each.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fewzero.episode import Episode
+from fewzero.errors import FewzeroError
+from fewzero.learners.base import Learner, check_support_labels
+from fewzero.learners.norm import BATCH_NORM_MODES, norm_layers, norm_with_stats, support_statistics, use_batch_statistics
+from fewzero.registry import LEARNERS
+
+Weights = list[torch.Tensor]
+
+
+@LEARNERS.register("maml")
+class MAML(Learner):
+    """A linear head on ``backbone``; ``fit`` takes ``inner_steps`` SGD steps on the support set from the
+    meta-learned initialisation of every trainable parameter, ``forward`` scores queries with the adapted weights.
+
+    Meta-training (``episode_loss``) differentiates the query loss through the inner loop: second order by default,
+    first order (FOMAML: the inner gradients are constants) with ``first_order=True``. In eval mode ``fit`` keeps no
+    graph: the adapted weights are plain tensors.
+
+    Batch norm: the learner switches the backbone's batch-norm layers to batch statistics (no running averages), as in
+    Finn et al. ``batch_norm="transductive"`` (the paper's choice) normalises the query set with its own statistics,
+    so a query's logits depend on the other queries; ``"inductive"`` normalises queries with the statistics of the
+    (adapted network on the) support set, a constant of the meta-gradient, so each query is scored on its own.
+
+    Args:
+        backbone: maps items (B, *item_shape) to features (B, feature_dim).
+        n_way: classes per episode: the head has ``n_way`` outputs and episodes must have that many ways.
+        feature_dim: width of the backbone's output (64 for Conv4 on 28x28 images).
+        inner_lr: step size of the inner-loop SGD.
+        inner_steps: inner steps in train mode (meta-training).
+        test_inner_steps: inner steps in eval mode (``None``: same as ``inner_steps``).
+        first_order: drop the second-order terms of the meta-gradient.
+        batch_norm: ``"transductive"`` or ``"inductive"`` (see above).
+    """
+
+    def __init__(self, backbone: nn.Module, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,
+                 inner_steps: int = 1, test_inner_steps: int | None = 3, first_order: bool = False,
+                 batch_norm: str = "transductive"):
+        super().__init__()
+        test_inner_steps = inner_steps if test_inner_steps is None else test_inner_steps
+        if not inner_lr > 0:
+            raise FewzeroError(f"inner_lr must be > 0, got {inner_lr}: set learner.inner_lr to a positive step size")
+        for name, value in (("inner_steps", inner_steps), ("test_inner_steps", test_inner_steps)):
+            if int(value) != value or value < 0:
+                raise FewzeroError(f"{name} must be an integer >= 0, got {value!r}: set learner.{name}")
+        if batch_norm not in BATCH_NORM_MODES:
+            raise FewzeroError(f"unknown batch_norm {batch_norm!r}: choose one of {', '.join(BATCH_NORM_MODES)}")
+        if n_way < 1 or feature_dim < 1:
+            raise FewzeroError(f"n_way and feature_dim must be >= 1, got {n_way} and {feature_dim}")
+        self._body_names = [name for name, p in backbone.named_parameters() if p.requires_grad]
+        if not self._body_names:
+            raise FewzeroError(f"backbone {type(backbone).__name__} has no trainable parameters: gradient-based "
+                               f"meta-learning adapts them; use a backbone with parameters (e.g. conv4)")
+        use_batch_statistics(backbone)
+        self.backbone = backbone
+        self.head = nn.Linear(feature_dim, n_way)
+        self.n_way, self.feature_dim = int(n_way), int(feature_dim)
+        self.inner_lr, self.inner_steps, self.test_inner_steps = float(inner_lr), int(inner_steps), int(test_inner_steps)
+        self.first_order, self.batch_norm = bool(first_order), batch_norm
+        self.fast_weights_: Weights | None = None
+        self.norm_stats_: dict[str, torch.Tensor] | None = None
+
+    # -- the contract -------------------------------------------------------------------------------------------
+    def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> "MAML":
+        """Adapt to a support set (n_support, *item_shape), (n_support,): sets ``fast_weights_``.
+
+        In train mode with gradients enabled the adapted weights stay differentiable (as in ``episode_loss``).
+        """
+        differentiable = self.training and torch.is_grad_enabled()
+        self.fast_weights_, self.norm_stats_ = self.adapt(support_x, support_y, differentiable)
+        return self
+
+    def forward(self, query_x: torch.Tensor) -> torch.Tensor:
+        """(n_query, *item_shape) -> (n_query, n_way) logits of the adapted network."""
+        if self.fast_weights_ is None:
+            raise FewzeroError("call fit(support_x, support_y) before scoring queries")
+        return self.logits(query_x, self.fast_weights_, self.norm_stats_)
+
+    def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query cross-entropy of the adapted network, differentiable w.r.t. the initialisation."""
+        weights, stats = self.adapt(episode.support_x, episode.support_y, differentiable=torch.is_grad_enabled())
+        logits = self.logits(episode.query_x, weights, stats)
+        return F.cross_entropy(logits, episode.query_y), logits
+
+    # -- the pieces ---------------------------------------------------------------------------------------------
+    def meta_weights(self) -> Weights:
+        """The meta-learned initialisation as a flat list: trainable backbone parameters, head weight, head bias."""
+        params = dict(self.backbone.named_parameters())
+        return [params[name] for name in self._body_names] + [self.head.weight, self.head.bias]
+
+    def logits(self, x: torch.Tensor, weights: Weights, norm_stats: dict[str, torch.Tensor] | None = None
+               ) -> torch.Tensor:
+        """(B, *item_shape) -> (B, n_way) logits of the network with ``weights`` (ordered as ``meta_weights``)."""
+        n_body = len(self._body_names)
+        body = dict(zip(self._body_names, weights[:n_body]))
+        if norm_stats:
+            with norm_with_stats(norm_layers(self.backbone)):
+                z = torch.func.functional_call(self.backbone, {**body, **norm_stats}, (x,), strict=False)
+        else:
+            z = torch.func.functional_call(self.backbone, body, (x,))
+        if z.ndim != 2 or z.shape[1] != self.feature_dim:
+            raise FewzeroError(f"backbone gives features of shape {tuple(z.shape[1:])} but the head expects "
+                               f"({self.feature_dim},): set learner.feature_dim={math.prod(z.shape[1:])}")
+        return F.linear(z, weights[n_body], weights[n_body + 1])
+
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, differentiable: bool
+              ) -> tuple[Weights, dict[str, torch.Tensor] | None]:
+        """The inner loop: (adapted weights ordered as ``meta_weights``, inductive batch-norm statistics or None).
+
+        ``differentiable``: keep the graph back to the initialisation (second order unless ``first_order``).
+        """
+        self.check_ways(support_y)
+        weights = self.inner_loop(lambda w: F.cross_entropy(self.logits(support_x, w), support_y),
+                                  self.meta_weights(), differentiable)
+        stats = None
+        if self.batch_norm == "inductive":
+            stats = support_statistics(self.backbone, lambda: self.logits(support_x, weights)) or None
+        return weights, stats
+
+    def inner_loop(self, loss_fn: Callable[[Weights], torch.Tensor], weights: Weights, differentiable: bool
+                   ) -> Weights:
+        """``steps`` gradient steps on ``loss_fn(weights)`` (scalar); returns the adapted list."""
+        create_graph = differentiable and not self.first_order
+        steps = self.inner_steps if self.training else self.test_inner_steps
+        if not differentiable:
+            weights = [w.detach().requires_grad_() for w in weights]
+        with torch.enable_grad():
+            for step in range(steps):
+                loss = loss_fn(weights)
+                if not math.isfinite(loss.item()):
+                    raise FewzeroError(f"adaptation loss became {loss.item()} at inner step {step + 1} of {steps} "
+                                       f"({self.describe_lr()}): lower learner.inner_lr")
+                grads = torch.autograd.grad(loss, weights, create_graph=create_graph)
+                weights = self.step(weights, grads)
+                if not differentiable:
+                    weights = [w.detach().requires_grad_() for w in weights]
+        return weights if differentiable else [w.detach() for w in weights]
+
+    def step(self, weights: Weights, grads: tuple[torch.Tensor, ...]) -> Weights:
+        """One SGD step: w - inner_lr * g."""
+        return [w - self.inner_lr * g for w, g in zip(weights, grads)]
+
+    def describe_lr(self) -> str:
+        return f"inner_lr {self.inner_lr:g}"
+
+    def check_ways(self, support_y: torch.Tensor) -> None:
+        n_way = check_support_labels(support_y)
+        if n_way != self.n_way:
+            raise FewzeroError(f"the episode has {n_way} ways but the head has {self.n_way} outputs: use "
+                               f"{self.n_way}-way episodes or build the learner with learner.n_way={n_way}")
+
+
+@LEARNERS.register("fomaml")
+def fomaml(backbone: nn.Module, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4, inner_steps: int = 1,
+           test_inner_steps: int | None = 3, batch_norm: str = "transductive") -> MAML:
+    """First-order MAML: ``MAML(..., first_order=True)``."""
+    return MAML(backbone, n_way=n_way, feature_dim=feature_dim, inner_lr=inner_lr, inner_steps=inner_steps,
+                test_inner_steps=test_inner_steps, first_order=True, batch_norm=batch_norm)

@@ -1,0 +1,111 @@
+"""What the zero-shot benchmark scripts share: published GBU numbers, hyper-parameter tuning on validation
+classes, and running every registered learner through the shared evaluator."""
+from __future__ import annotations
+
+import itertools
+import time
+
+GBU_SOURCE = ("Xian, Lampert, Schiele, Akata, \"Zero-Shot Learning - A Comprehensive Evaluation of the Good, the "
+              "Bad and the Ugly\", TPAMI 2018: zero-shot T1 on the proposed split and generalized u / s / H")
+GBU_PROTOCOL = ("all classes of each dataset (CUB: 150 seen, 50 unseen), ImageNet-1k pretrained ResNet-101 features "
+                "(res101.mat), attributes; hyper-parameters tuned on valclasses; no calibration")
+# name -> dataset -> (T1, u, s, H) as printed in the paper.
+GBU = {
+    "dap": {"CUB": (40.0, 1.7, 67.9, 3.3), "SUN": (39.9, 4.2, 25.1, 7.2), "AWA1": (44.1, 0.0, 88.7, 0.0),
+            "AWA2": (46.1, 0.0, 84.7, 0.0), "APY": (33.8, 4.8, 78.3, 9.0)},
+    "eszsl": {"CUB": (53.9, 12.6, 63.8, 21.0), "SUN": (54.5, 11.0, 27.9, 15.8), "AWA1": (58.2, 6.6, 75.6, 12.1),
+              "AWA2": (58.6, 5.9, 77.8, 11.0), "APY": (38.3, 2.4, 70.1, 4.6)},
+    "ale": {"CUB": (54.9, 23.7, 62.8, 34.4), "SUN": (58.1, 21.8, 33.1, 26.3), "AWA1": (59.9, 16.8, 76.1, 27.5),
+            "AWA2": (62.5, 14.0, 81.8, 23.9), "APY": (39.7, 4.6, 73.7, 8.7)},
+    "devise": {"CUB": (52.0, 23.8, 53.0, 32.8), "SUN": (56.5, 16.9, 27.4, 20.9), "AWA1": (54.2, 13.4, 68.7, 22.4),
+               "AWA2": (59.7, 17.1, 74.7, 27.8), "APY": (39.8, 4.9, 76.9, 9.2)},
+    "sje": {"CUB": (53.9, 23.5, 59.2, 33.6), "SUN": (53.7, 14.7, 30.5, 19.8), "AWA1": (65.6, 11.3, 74.6, 19.6),
+            "AWA2": (61.9, 8.0, 73.9, 14.4), "APY": (32.9, 3.7, 55.7, 6.9)},
+    "sae": {"CUB": (33.3, 7.8, 54.0, 13.6), "SUN": (40.3, 8.8, 18.0, 11.8), "AWA1": (53.0, 1.8, 77.1, 3.5),
+            "AWA2": (54.1, 1.1, 82.2, 2.2), "APY": (8.3, 0.4, 80.9, 0.9)},
+}
+
+# Small grids around each learner's defaults, searched on the validation classes.
+GRIDS = {
+    "dap": {"reg": [1e-4, 1e-3, 1e-2, 1e-1]},
+    "eszsl": {"gamma": [0.1, 1.0, 10.0], "lam": [0.01, 0.1, 1.0]},
+    "sae": {"lam": [0.05, 0.2, 1.0, 5.0], "space": ["semantic", "feature"]},
+    "ale": {"lr": [1e-4, 1e-3, 1e-2], "weight_decay": [0.0, 1e-4]},
+    "devise": {"lr": [1e-4, 1e-3, 1e-2], "margin": [0.1, 0.5]},
+    "sje": {"lr": [1e-4, 1e-3, 1e-2], "weight_decay": [0.0, 1e-4]},
+}
+
+
+def validation_problem(data, seed: int = 0):
+    """A zero-shot problem made of training items only: the validation classes play the unseen classes.
+
+    Uses the evaluator's own ``calibration_split`` (seen classes minus ``val_classes`` fitted on, a held-out
+    fifth of their items as seen test items, the ``val_classes`` items as unseen test items).
+    """
+    import torch
+
+    from fewzero.zsl.data import ZeroShotData
+    from fewzero.zsl.splits import calibration_split
+
+    split = calibration_split(data, seed=seed)
+    classes = torch.cat([split.seen_classes, split.unseen_classes]).long()
+    table = torch.full((len(data.class_names),), -1, dtype=torch.long)
+    table[classes] = torch.arange(classes.numel())
+    held = split.eval_idx[torch.isin(data.train_y[split.eval_idx], split.seen_classes)]
+    val = split.eval_idx[torch.isin(data.train_y[split.eval_idx], split.unseen_classes)]
+    n_seen = split.seen_classes.numel()
+    return ZeroShotData(
+        semantics=data.semantics[classes], class_names=[data.class_names[c] for c in classes.tolist()],
+        seen_classes=torch.arange(n_seen), unseen_classes=torch.arange(n_seen, classes.numel()),
+        train_x=data.train_x[split.fit_idx], train_y=table[data.train_y[split.fit_idx]],
+        test_seen_x=data.train_x[held], test_seen_y=table[data.train_y[held]],
+        test_unseen_x=data.train_x[val], test_unseen_y=table[data.train_y[val]], info={"validation": True})
+
+
+def make_learner(name: str, params: dict, seed: int):
+    from fewzero.registry import ZERO_SHOT
+
+    if "seed" in ZERO_SHOT.parameters(name):
+        params = {"seed": seed, **params}
+    return ZERO_SHOT.create(name, **params)
+
+
+def tune(name: str, data, seed: int = 0) -> dict:
+    """The grid point with the best validation T1 (computed by the shared evaluator on training items only)."""
+    from fewzero.evaluate_zsl import evaluate_zero_shot
+
+    grid = GRIDS.get(name, {})
+    problem = validation_problem(data, seed)
+    trials = []
+    for values in itertools.product(*grid.values()):
+        params = dict(zip(grid, values))
+        report = evaluate_zero_shot(make_learner(name, params, seed), problem, seed=seed, calibrate=False)
+        trials.append({"params": params, "val_t1": round(report.t1, 2), "val_h": round(report.h, 2)})
+    best = max(trials, key=lambda t: t["val_t1"]) if trials else {"params": {}}
+    return {"params": best["params"], "trials": trials, "val_classes": problem.unseen_classes.numel(),
+            "val_fit_classes": problem.seen_classes.numel()}
+
+
+def run_learners(data, seed: int, do_tune: bool, curve_dir=None, names=None, label: str = "") -> dict:
+    """Every registered zero-shot learner (or ``names``) tuned, fitted and evaluated: name -> result dict."""
+    from fewzero.evaluate_zsl import evaluate_zero_shot
+    from fewzero.registry import ZERO_SHOT
+
+    results = {}
+    for name in names or ZERO_SHOT.available():
+        started = time.perf_counter()
+        tuning = tune(name, data, seed) if do_tune else {"params": {}, "trials": []}
+        curve = None if curve_dir is None else curve_dir / f"{name}_{label}.png"
+        report = evaluate_zero_shot(make_learner(name, tuning["params"], seed), data, seed=seed, curve_path=curve)
+        print(f"{label:>10} {name:>7}: {report}", flush=True)
+        results[name] = {
+            "t1": report.t1, "u": report.u, "s": report.s, "h": report.h, "calibrated_u": report.calibrated_u,
+            "calibrated_s": report.calibrated_s, "calibrated_h": report.calibrated_h, "gamma": report.gamma,
+            "ausuc": report.ausuc, "calibration": report.calibration, "params": tuning["params"],
+            "tuning_trials": tuning["trials"], "per_class_t1": report.per_class_t1,
+            "curve_png": report.curve_png, "seconds": round(time.perf_counter() - started, 1)}
+    return results
+
+
+def fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"

@@ -75,7 +75,7 @@ def _sweep(scores, labels, seen_classes, unseen_classes, gammas) -> tuple[np.nda
         weight = np.where(members, 1.0 / (present.size * counts[labels.numpy()].clip(min=1)), 0.0)[order]
         before = np.concatenate([[0.0], np.cumsum(weight * right_if_seen[order])])  # prefix sums
         after = np.concatenate([[0.0], np.cumsum(weight * right_if_unseen[order])])
-        result.append(100.0 * (before[-1] - before[switched] + after[switched]))
+        result.append(np.clip(100.0 * (before[-1] - before[switched] + after[switched]), 0.0, 100.0))  # rounding
     return result[0], result[1]
 
 

@@ -26,9 +26,11 @@ def test_all_six_learners_are_registered():
     assert {"dap", "eszsl", "ale", "devise", "sje", "sae"} <= set(METHODS)
 
 
-@pytest.mark.parametrize("normalize", [False, True])
-def test_eszsl_matches_a_direct_numpy_solve_of_its_closed_form(problem, normalize):
-    x, y, s = problem["x"].double().numpy(), problem["y"].numpy(), problem["s"].double().numpy()
+@pytest.mark.parametrize("normalize, center", [(False, False), (True, True)])
+def test_eszsl_matches_a_direct_numpy_solve_of_its_closed_form(problem, normalize, center):
+    x, y, s = problem["x"].double().numpy() + 3.0, problem["y"].numpy(), problem["s"].double().numpy()
+    mean = x.mean(0) if center else np.zeros(x.shape[1])
+    x = x - mean
     if normalize:
         s = s / np.linalg.norm(s, axis=1, keepdims=True)
     gamma, lam = 3.0, 0.5
@@ -38,14 +40,15 @@ def test_eszsl_matches_a_direct_numpy_solve_of_its_closed_form(problem, normaliz
     X, S = x.T, s.T
     expected = np.linalg.inv(X @ X.T + gamma * np.eye(X.shape[0])) @ X @ targets @ S.T @ \
         np.linalg.inv(S @ S.T + lam * np.eye(S.shape[0]))
-    model = ESZSL(gamma=gamma, lam=lam, normalize_semantics=normalize).fit(problem["x"], problem["y"], problem["s"])
+    model = ESZSL(gamma=gamma, lam=lam, center_features=center, normalize_semantics=normalize)
+    model.fit(problem["x"] + 3.0, problem["y"], problem["s"])
     np.testing.assert_allclose(model.V_.double().numpy(), expected, rtol=1e-4, atol=1e-6)
-    scores = model(problem["test_x"], problem["unseen_s"]).double().numpy()
+    scores = model(problem["test_x"] + 3.0, problem["unseen_s"]).double().numpy()
     unseen = problem["unseen_s"].double().numpy()
     if normalize:
         unseen = unseen / np.linalg.norm(unseen, axis=1, keepdims=True)
-    np.testing.assert_allclose(scores, problem["test_x"].double().numpy() @ expected @ unseen.T, rtol=1e-3,
-                               atol=1e-4)
+    test_x = problem["test_x"].double().numpy() + 3.0 - mean
+    np.testing.assert_allclose(scores, test_x @ expected @ unseen.T, rtol=1e-3, atol=1e-4)
 
 
 def test_sae_solves_its_sylvester_equation(problem):

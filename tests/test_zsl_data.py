@@ -200,6 +200,10 @@ def test_semantics_bad_input(tmp_path, monkeypatch, data_root):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FewzeroError, match="cannot load sentence-transformers model 'no-such-org/no-such-model'"):
         S.load_text_model("no-such-org/no-such-model")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(S, "_hub_reachable", lambda *a: False)  # no network: fails at once, no hub retries
+    with pytest.raises(FewzeroError, match="no-such-model' .*the hub is offline"):
+        S.load_text_model("no-such-org/no-such-model")
     with pytest.raises(FewzeroError, match="has no CUB attributes"):
         S.cub_attributes(["999.Dodo"])
     (tmp_path / "cub").mkdir()

@@ -123,6 +123,21 @@ def _offline() -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub answers a TCP connection (skips the hub's long retries when offline)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # behind a proxy: let the hub client try
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def load_text_model(model: str = DEFAULT_TEXT_MODEL, device: str = "cpu"):
     """A ``SentenceTransformer`` from a folder, the packaged all-MiniLM-L6-v2, the local hub cache or the hub."""
     target, local = _resolve_model(model)
@@ -133,8 +148,8 @@ def load_text_model(model: str = DEFAULT_TEXT_MODEL, device: str = "cpu"):
     except ImportError:
         raise FewzeroError("text semantics need sentence-transformers: pip install 'fewzero[text]'") from None
     errors = []
-    attempts = [True] if local or os.environ.get("HF_HUB_OFFLINE") == "1" else [True, False]
-    for offline in attempts:
+    online = not local and os.environ.get("HF_HUB_OFFLINE", "0") in ("", "0") and _hub_reachable()
+    for offline in [True, False] if online else [True]:
         try:
             if offline:
                 with _offline():
@@ -142,7 +157,8 @@ def load_text_model(model: str = DEFAULT_TEXT_MODEL, device: str = "cpu"):
             return SentenceTransformer(target, device=device)
         except Exception as exc:  # noqa: BLE001 -- hub, network and file errors all mean "cannot load"
             errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    raise FewzeroError(f"cannot load sentence-transformers model {model!r} ({errors[-1][:160]}): {hint}")
+    where = "" if local else " (not in the local cache" + ("" if online else "; the hub is offline") + ")"
+    raise FewzeroError(f"cannot load sentence-transformers model {model!r}{where}: {errors[-1][:160]}; {hint}")
 
 
 def _cache_path(model: str, texts: Sequence[str]) -> Path:

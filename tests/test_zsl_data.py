@@ -12,6 +12,7 @@ import scipy.io as sio
 import torch
 
 from fewzero.data import semantics as S
+from fewzero.data import text_embeddings as T
 from fewzero.data.cub import TEST_SEEN, TEST_UNSEEN, TRAINVAL, load_cub, proposed_split
 from fewzero.data.xlsa17 import load_xlsa17, read_att_splits, read_res101
 from fewzero.data.zsl_loaders import load_zero_shot
@@ -169,11 +170,11 @@ def test_cub50_real_split(data_root):
 def test_text_semantics_with_the_packaged_model(tmp_path, monkeypatch):
     monkeypatch.setenv("FEWZERO_CACHE", str(tmp_path))
     names = ["Black-footed Albatross", "Laysan Albatross", "Northern Cardinal"]
-    vectors = S.text_embeddings(names)
+    vectors = T.text_embeddings(names)
     assert vectors.shape == (3, 384) and torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-4)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.1  # the model really encodes meaning
-    monkeypatch.setattr(S, "load_text_model", lambda *a, **k: pytest.fail("cache not used"))
-    assert torch.equal(S.text_embeddings(names), vectors)  # cached on disk by model and texts
+    monkeypatch.setattr(T, "load_text_model", lambda *a, **k: pytest.fail("cache not used"))
+    assert torch.equal(T.text_embeddings(names), vectors)  # cached on disk by model and texts
     assert len(list((tmp_path / "text_embeddings").glob("*.npz"))) == 1
 
 
@@ -199,11 +200,11 @@ def test_cub_text_and_attribute_semantics(tmp_path, monkeypatch, data_root):
 def test_semantics_bad_input(tmp_path, monkeypatch, data_root):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FewzeroError, match="cannot load sentence-transformers model 'no-such-org/no-such-model'"):
-        S.load_text_model("no-such-org/no-such-model")
+        T.load_text_model("no-such-org/no-such-model")
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(S, "_hub_reachable", lambda *a: False)  # no network: fails at once, no hub retries
+    monkeypatch.setattr(T, "_hub_reachable", lambda *a: False)  # no network: fails at once, no hub retries
     with pytest.raises(FewzeroError, match="no-such-model' .*the hub is offline"):
-        S.load_text_model("no-such-org/no-such-model")
+        T.load_text_model("no-such-org/no-such-model")
     with pytest.raises(FewzeroError, match="has no CUB attributes"):
         S.cub_attributes(["999.Dodo"])
     (tmp_path / "cub").mkdir()

@@ -72,7 +72,9 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
         test_seen_x=features[pick(TEST_SEEN)], test_seen_y=cub.labels[pick(TEST_SEEN)],
         test_unseen_x=features[pick(TEST_UNSEEN)], test_unseen_y=cub.labels[pick(TEST_UNSEEN)],
         val_classes=val_classes,
-        info={"dataset": "cub50", "semantics": described, "bbox_crop": bbox_crop, "val_split": val_split,
+        info={"dataset": "cub50", "semantics": described, "backbone": facts["backbone"],
+              "input_size": facts["input_size"], "epochs": facts["epochs"],
+              "feature_train_seconds": facts["train_seconds"], "bbox_crop": bbox_crop, "val_split": val_split,
               "features": facts})
 
 

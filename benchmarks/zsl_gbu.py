@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import ROOT, provenance, write_atomic  # noqa: E402
-from zsl_common import GBU, GBU_PROTOCOL, GBU_SOURCE, fmt, run_learners  # noqa: E402
+from zsl_common import GBU, GBU_NOTE, GBU_PROTOCOL, GBU_SOURCE, fmt, run_learners  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[name] = run_learners(data, args.seed, not args.no_tune, names=args.methods, label=name)
     report = {"benchmark": "xlsa17 GBU", "datasets": sizes, "config": {"tune": not args.no_tune,
               "semantics": "attributes (att)", "val_split": 1}, "seed": args.seed, "results": results,
-              "published": {"source": GBU_SOURCE, "protocol": GBU_PROTOCOL, "results": GBU},
+              "published": {"source": GBU_SOURCE, "protocol": GBU_PROTOCOL, "note": GBU_NOTE, "results": GBU},
               "provenance": {**started, "finished": provenance()["date"]}}
     out = Path(args.out)
     write_atomic(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
@@ -81,7 +81,8 @@ def render(out: dict) -> str:
             lines.append(f"| {method} | {fmt(r['t1'])} | {fmt(r['u'])} | {fmt(r['s'])} | {fmt(r['h'])} | "
                          f"{fmt(r['calibrated_h'])} | " + " | ".join(fmt(v) for v in pub) + " |")
         lines.append("")
-    lines += [f"Published: {out['published']['source']} ({out['published']['protocol']}).", "",
+    lines += [f"Published: {out['published']['source']} ({out['published']['protocol']}; "
+              f"{out['published']['note']}).", "",
               "## Provenance", "", f"- command: `{prov['command']}`", f"- config: `{json.dumps(out['config'])}`",
               f"- seed: {out['seed']}", f"- commit: {prov['commit']}",
               f"- date: {prov['date']} (finished {prov['finished']})", f"- machine: {prov['machine']}", ""]

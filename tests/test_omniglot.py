@@ -45,7 +45,7 @@ def test_image_size_is_a_parameter(data_root):
 
 def test_second_load_is_fast(data_root):
     omniglot("test", progress=False)  # make sure the cache exists
-    code = ("import time; t = time.perf_counter(); from fewzero.data.omniglot import load_drawings; "
+    code = ("import time; from fewzero.data.omniglot import load_drawings; t = time.perf_counter(); "
             "load_drawings(progress=False); print(time.perf_counter() - t)")
     seconds = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert seconds < 1.0

@@ -1,0 +1,123 @@
+"""The command line through subprocess, including every bad input of the foundation issue."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fewzero.checkpoint import build_learner, save_checkpoint
+from fewzero.config import load_config
+
+
+def run(*args, env=None, cwd=None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "fewzero", *args], capture_output=True, text=True, env=full_env,
+                          cwd=cwd, timeout=600)
+
+
+def assert_user_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fewzero: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    config = load_config("protonet", "omniglot")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    return save_checkpoint(path, {"config": config.to_dict(), "model": build_learner(config).state_dict()})
+
+
+def test_list():
+    result = run("list")
+    assert result.returncode == 0
+    assert "protonet" in result.stdout and "conv4" in result.stdout and "omniglot" in result.stdout
+
+
+def test_eval_with_a_checkpoint_writes_records(data_root, checkpoint, tmp_path):
+    records = tmp_path / "r.json"
+    result = run("eval", "--method", "protonet", "--checkpoint", str(checkpoint), "--episodes", "20", "--quiet",
+                 "--records", str(records))
+    assert result.returncode == 0, result.stderr
+    assert "5-way 1-shot accuracy:" in result.stdout and "N=20 episodes" in result.stdout
+    assert records.is_file()
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--method", "protonot"], ["unknown method 'protonot'", "protonet"]),
+    (["--method", "protonet", "--dataset", "mnist"], ["unknown dataset 'mnist'"]),
+    (["--method", "protonet", "--split", "ravi"], ["unknown Omniglot split 'ravi'"]),
+    (["--method", "protonet", "--shot", "15", "--query", "10"], ["has 20 items but n_shot + n_query = 25"]),
+    (["--method", "protonet", "--way", "5000"], ["n_way=5000 is larger than the 1692 classes"]),
+    (["--method", "protonet", "--set", "colour=red"], ["unknown config key 'colour'"]),
+    (["--method", "protonet", "--set", "test_episodes=many"], ["'test_episodes'", "must be int"]),
+    (["--method", "protonet", "--config", "nowhere.yaml"], ["nowhere.yaml does not exist"]),
+])
+def test_bad_eval_inputs(data_root, checkpoint, args, fragments):
+    assert_user_error(run("eval", *args, "--checkpoint", str(checkpoint), "--quiet"), *fragments)
+
+
+def test_bad_checkpoints(checkpoint, tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(checkpoint.read_bytes()[:4000])
+    assert_user_error(run("eval", "--method", "protonet", "--checkpoint", str(truncated)), "unreadable or truncated")
+    assert_user_error(run("eval", "--method", "protonet", "--checkpoint", str(tmp_path / "none.pt")), "does not exist")
+
+
+def test_missing_data_root_offline(checkpoint, tmp_path):
+    result = run("eval", "--method", "protonet", "--checkpoint", str(checkpoint), "--data-root",
+                 str(tmp_path / "empty"), env={"FEWZERO_OMNIGLOT_URL": "http://127.0.0.1:9/"})
+    assert_user_error(result, "could not download", "--data-root / FEWZERO_DATA")
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_corrupt_zip(data_root, checkpoint, tmp_path):
+    folder = tmp_path / "omniglot"
+    folder.mkdir()
+    (folder / "images_background.zip").write_bytes((data_root / "omniglot" / "images_background.zip").read_bytes()[:9999])
+    (folder / "images_evaluation.zip").write_bytes(b"not a zip")
+    result = run("eval", "--method", "protonet", "--checkpoint", str(checkpoint), "--data-root", str(tmp_path))
+    assert_user_error(result, "corrupt or truncated")
+
+
+def test_wrong_md5_on_download(checkpoint, tmp_path):
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"PK this is not the Omniglot archive"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        result = run("eval", "--method", "protonet", "--checkpoint", str(checkpoint), "--data-root", str(tmp_path),
+                     env={"FEWZERO_OMNIGLOT_URL": f"http://127.0.0.1:{httpd.server_port}/"})
+    finally:
+        httpd.shutdown()
+    assert_user_error(result, "MD5 of", "expected 68d2efa1b9178cc56df9314c21c6e718")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "no partial file is left behind"
+
+
+def test_train_then_resume_rules(data_root, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--method", "protonet", "--out", str(out), "--episodes", "4", "--train-way", "5", "--quiet",
+            "--set", "val_every=2", "--set", "val_episodes=5"]
+    result = run(*args)
+    assert result.returncode == 0, result.stderr
+    assert "best validation accuracy" in result.stdout and (out / "best.pt").is_file()
+    assert_user_error(run(*args), "already holds a run", "--resume")
+    assert_user_error(run("train", "--method", "protonet", "--out", str(tmp_path / "new"), "--resume"),
+                      "nothing to resume")
+    assert_user_error(run("train", "--method", "protonet", "--out", str(tmp_path / "x"), "--set", "lr=-1"),
+                      "'lr'", "> 0")

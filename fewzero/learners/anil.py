@@ -29,4 +29,6 @@ class ANIL(MAML):
                 stats = support_statistics(self.backbone, lambda: self.backbone(support_x))
             z = self.backbone(support_x)
         head = self.inner_loop(lambda h: F.cross_entropy(F.linear(z, h[0], h[1]), support_y), head, differentiable)
+        if not differentiable:
+            body = [w.detach() for w in body]
         return body + head, stats or None

@@ -1,0 +1,159 @@
+"""Meta-training speed of fewzero's MAML against learn2learn's, on the same model, tasks and machine, in one run.
+
+    python benchmarks/speed.py                      # writes paper_results/speed.{json,md}
+    python benchmarks/speed.py --rounds 4 --out /tmp/speed   # a quick look
+
+Model: Conv4 (64 channels) + a linear 5-way head, float32. Tasks: 5-way 1-shot, 15 queries per class, 28x28
+single-channel images drawn at random once (the timing does not depend on pixel values). One "round" is one
+meta-batch: for each task the inner loop on the support set, the query loss, backward; then an Adam step. The two
+implementations take turns round by round (ABBA order) so that a change in machine load hits both alike.
+learn2learn comes from ``scripts/install_learn2learn.sh``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import ROOT, provenance, write_atomic  # noqa: E402
+
+from fewzero.backbones import Conv4  # noqa: E402
+from fewzero.episode import Episode  # noqa: E402
+from fewzero.learners import MAML  # noqa: E402
+
+TARGET = 1.5
+WAY, SHOT, QUERY, INNER_LR = 5, 1, 15, 0.4
+
+
+def make_tasks(n: int, seed: int = 0) -> list[Episode]:
+    g = torch.Generator().manual_seed(seed)
+    labels = lambda k: torch.arange(WAY).repeat_interleave(k)  # noqa: E731
+    return [Episode(torch.randn(WAY * SHOT, 1, 28, 28, generator=g), labels(SHOT),
+                    torch.randn(WAY * QUERY, 1, 28, 28, generator=g), labels(QUERY), torch.arange(WAY))
+            for _ in range(n)]
+
+
+def runners(steps: int, first_order: bool):
+    """Two closures that each run one meta-batch (list of episodes) and take an Adam step."""
+    import learn2learn as l2l
+
+    torch.manual_seed(0)
+    ours = MAML(Conv4(), n_way=WAY, inner_lr=INNER_LR, inner_steps=steps, first_order=first_order).train()
+    backbone = Conv4()  # a standard Conv4 as a learn2learn user would have it, with our initial weights
+    backbone.load_state_dict(ours.backbone.state_dict(), strict=False)
+    theirs = l2l.algorithms.MAML(nn.Sequential(backbone, copy.deepcopy(ours.head)), lr=INNER_LR,
+                                 first_order=first_order).train()
+    opt_ours, opt_theirs = torch.optim.Adam(ours.parameters(), 1e-3), torch.optim.Adam(theirs.parameters(), 1e-3)
+
+    def run_ours(batch: list[Episode]) -> None:
+        opt_ours.zero_grad(set_to_none=True)
+        for episode in batch:
+            (ours.episode_loss(episode)[0] / len(batch)).backward()
+        opt_ours.step()
+
+    def run_theirs(batch: list[Episode]) -> None:
+        opt_theirs.zero_grad(set_to_none=True)
+        for episode in batch:
+            clone = theirs.clone()
+            for _ in range(steps):
+                clone.adapt(F.cross_entropy(clone(episode.support_x), episode.support_y))
+            (F.cross_entropy(clone(episode.query_x), episode.query_y) / len(batch)).backward()
+        opt_theirs.step()
+
+    return {"fewzero": run_ours, "learn2learn": run_theirs}
+
+
+def measure(steps: int, first_order: bool, rounds: int, meta_batch: int, warmup: int) -> dict:
+    run = runners(steps, first_order)
+    tasks = make_tasks(meta_batch * rounds)
+    times: dict[str, list[float]] = {name: [] for name in run}
+    for r in range(warmup + rounds):
+        batch = tasks[(r % rounds) * meta_batch:(r % rounds + 1) * meta_batch]
+        order = list(run) if r % 2 == 0 else list(run)[::-1]
+        for name in order:
+            started = time.perf_counter()
+            run[name](batch)
+            if r >= warmup:
+                times[name].append(time.perf_counter() - started)
+    speed = {name: meta_batch * len(t) / sum(t) for name, t in times.items()}
+    paired = [b / a for a, b in zip(times["fewzero"], times["learn2learn"])]
+    return {"inner_steps": steps, "order": "first" if first_order else "second",
+            "fewzero_tasks_per_s": round(speed["fewzero"], 3), "learn2learn_tasks_per_s": round(speed["learn2learn"], 3),
+            "ratio": round(speed["fewzero"] / speed["learn2learn"], 3),
+            "median_paired_ratio": round(statistics.median(paired), 3), "rounds": rounds, "meta_batch": meta_batch}
+
+
+def load_text() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def markdown(result: dict) -> str:
+    p = result["provenance"]
+    lines = [
+        "# Meta-training speed: fewzero MAML vs learn2learn MAML",
+        "",
+        f"Tasks per second (higher is better), Conv4 + linear head, {WAY}-way {SHOT}-shot, {QUERY} queries per class, "
+        f"28x28, float32, meta-batch {result['meta_batch']}, {result['rounds']} timed rounds per implementation "
+        f"after {result['warmup']} warm-up rounds, the two taking turns round by round. Target: fewzero >= "
+        f"{TARGET}x learn2learn {result['learn2learn_version']}.",
+        "",
+        "| inner steps | order | fewzero tasks/s | learn2learn tasks/s | ratio | median paired ratio | target met |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in result["rows"]:
+        lines.append(f"| {row['inner_steps']} | {row['order']} | {row['fewzero_tasks_per_s']:.2f} | "
+                     f"{row['learn2learn_tasks_per_s']:.2f} | {row['ratio']:.2f}x | {row['median_paired_ratio']:.2f}x | "
+                     f"{'yes' if row['ratio'] >= TARGET else 'no'} |")
+    lines += [
+        "",
+        f"Machine load: {result['load_before']} before, {result['load_after']} after.",
+        "",
+        f"Command: `{p['command']}`; commit {p['commit']}; {p['date']}; {p['machine']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=12, help="timed meta-batches per implementation and setting")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--meta-batch", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", default=str(ROOT / "paper_results"), help="folder for speed.json and speed.md")
+    args = parser.parse_args(argv)
+    try:
+        import learn2learn
+    except ImportError:
+        print("speed.py: learn2learn is not installed: run bash scripts/install_learn2learn.sh .venv", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = load_text()
+    rows = []
+    for steps in (1, 5):
+        for first_order in (False, True):
+            rows.append(measure(steps, first_order, args.rounds, args.meta_batch, args.warmup))
+            print(json.dumps(rows[-1]), flush=True)
+    result = {"rows": rows, "rounds": args.rounds, "warmup": args.warmup, "meta_batch": args.meta_batch,
+              "learn2learn_version": learn2learn.__version__, "load_before": load_before, "load_after": load_text(),
+              "provenance": provenance()}
+    out = Path(args.out)
+    write_atomic(out / "speed.json", json.dumps(result, indent=1) + "\n")
+    write_atomic(out / "speed.md", markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

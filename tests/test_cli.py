@@ -17,8 +17,9 @@ def run(*args, env=None, cwd=None):
 
 def assert_user_error(result, *fragments):
     assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fewzero: error: "), result.stderr
+    # stderr may also carry a (cleared) progress bar; the error itself is one line, the last one
+    lines = [line for line in result.stderr.strip().splitlines() if "fewzero: error" in line]
+    assert len(lines) == 1 and result.stderr.strip().splitlines()[-1].startswith("fewzero: error: "), result.stderr
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]

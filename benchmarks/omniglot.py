@@ -10,6 +10,7 @@ Runs already finished under ``--runs`` are reused; a killed run is resumed.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import subprocess
 import sys
@@ -28,8 +29,10 @@ CONFIGS = {"protonet": {1: "configs/protonet_omniglot.yaml", 5: "configs/protone
 
 
 def train_model(method: str, config: str, run: Path, data_root: str | None, quick: bool) -> dict:
-    """Train with the real CLI (or reuse a finished run) and return its metrics.json."""
+    """Train with the real CLI (or reuse a finished run) and return its metrics.json with the run's provenance."""
     if not (run / "metrics.json").is_file() or (run / "last.pt").is_file() and quick:
+        if not (run / "last.pt").is_file():
+            write_atomic(run / "provenance.json", json.dumps(provenance(), indent=1))
         cmd = [sys.executable, "-m", "fewzero", "train", "--method", method, "--dataset", "omniglot",
                "--config", config, "--out", str(run)]
         if (run / "last.pt").is_file():
@@ -42,6 +45,12 @@ def train_model(method: str, config: str, run: Path, data_root: str | None, quic
         subprocess.run(cmd, cwd=ROOT, check=True)
     metrics = json.loads((run / "metrics.json").read_text())
     metrics["command"] = f"fewzero train --method {method} --dataset omniglot --config {config} --out {run}"
+    if (run / "provenance.json").is_file():
+        metrics["provenance"] = json.loads((run / "provenance.json").read_text())
+    else:
+        finished = datetime.datetime.fromtimestamp((run / "metrics.json").stat().st_mtime, datetime.timezone.utc)
+        metrics["provenance"] = {"note": "run reused; its commit was not recorded when it was trained",
+                                 "finished": finished.strftime("%Y-%m-%d %H:%M UTC")}
     return metrics
 
 
@@ -51,6 +60,7 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--runs", default="runs/benchmark", help="where the trained models go")
     parser.add_argument("--episodes", type=int, default=1000, help="test episodes per setting")
+    parser.add_argument("--note", default="", help="conditions worth recording (e.g. other jobs on the machine)")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny training, results not written")
     args = parser.parse_args()
 
@@ -92,14 +102,20 @@ def main() -> None:
     out = {"benchmark": "omniglot", "method": args.method, "split": "vinyals", "test_episodes": args.episodes,
            "queries_per_class": 15, "results": results, "training": {
                f"{s}-shot": {k: m[k] for k in ("command", "train_seconds", "episodes_done", "best_episode",
-                                               "best_val_accuracy", "stopped_early", "config")}
+                                               "best_val_accuracy", "stopped_early", "config", "provenance")}
                for s, m in models.items()},
            "eval_speed": speed, "published": PUBLISHED[args.method], "target": TARGET[args.method],
-           "provenance": {**started, "finished": provenance()["date"]}}
+           "provenance": {**started, "finished": provenance()["date"]}, "note": args.note}
     base = ROOT / "paper_results" / f"omniglot_{args.method}"
     write_atomic(base.with_suffix(".json"), json.dumps(out, indent=1) + "\n")
     write_atomic(base.with_suffix(".md"), render(out))
     print(f"wrote {base}.json and {base}.md")
+
+
+def _when(prov: dict) -> str:
+    if "commit" in prov:
+        return f"trained at commit {prov['commit']}, started {prov['date']} (load average {prov['load_average']})"
+    return f"{prov['note']}; finished {prov['finished']}"
 
 
 def render(out: dict) -> str:
@@ -123,13 +139,18 @@ def render(out: dict) -> str:
         lines.append(f"- {name} model: `{t['command']}`; {c['train_way']}-way {c['train_shot']}-shot "
                      f"{c['train_query']}-query episodes, Adam lr {c['lr']} x{c['lr_gamma']} every {c['lr_step']} "
                      f"episodes, {t['episodes_done']} episodes in {t['train_seconds'] / 60:.1f} min "
-                     f"(best validation {t['best_val_accuracy']:.2f} % at episode {t['best_episode']}), seed {c['seed']}.")
+                     f"(best validation {t['best_val_accuracy']:.2f} % at episode {t['best_episode']}), seed {c['seed']}, "
+                     f"{c['precision']} training; " + _when(t["provenance"]) + ".")
     lines += ["", "## Evaluation speed", "",
               f"{s['episodes']} 5-way 1-shot test episodes: {s['seconds_reuse_embeddings']:.1f} s with the shared "
               f"evaluator (each distinct test image embedded once), {s['seconds_per_episode_forward']:.1f} s embedding "
               f"per episode: {s['ratio']:.2f}x, same accuracy: {s['same_accuracy']} ({s['threads']} threads).", "",
               "## Provenance", "", f"- command: `{prov['command']}`", f"- commit: {prov['commit']}",
-              f"- date: {prov['date']} (finished {prov['finished']})", f"- machine: {prov['machine']}", ""]
+              f"- date: {prov['date']} (finished {prov['finished']})", f"- machine: {prov['machine']}",
+              f"- load average at start (1/5/15 min): {prov['load_average']}"]
+    if out["note"]:
+        lines.append(f"- note: {out['note']}")
+    lines.append("")
     return "\n".join(lines)
 
 

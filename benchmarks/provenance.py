@@ -38,6 +38,7 @@ def provenance() -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "
                    f"({torch.get_num_threads()} threads), Python {platform.python_version()}, {platform.system()}",
+        "load_average": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 

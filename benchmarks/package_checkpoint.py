@@ -1,0 +1,61 @@
+"""Ship a trained run as the default checkpoint of ``fewzero eval --method <method> --dataset <dataset>``.
+
+    python benchmarks/package_checkpoint.py runs/benchmark/protonet_1shot
+
+Copies ``<run>/best.pt`` (written by ``fewzero train``) to ``fewzero/pretrained/<method>_<dataset>.pt`` and writes
+``<method>_<dataset>.md`` beside it with the training command, config and metrics, all read from the run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import ROOT, write_atomic  # noqa: E402
+
+MAX_BYTES = 1_000_000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a finished `fewzero train` run folder")
+    args = parser.parse_args()
+
+    from fewzero.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(args.run / "best.pt")
+    metrics = json.loads((args.run / "metrics.json").read_text())
+    config = payload["config"]
+    size = (args.run / "best.pt").stat().st_size
+    if size > MAX_BYTES:
+        sys.exit(f"{args.run / 'best.pt'} is {size} bytes: packaged checkpoints must stay under 1 MB")
+    prov_path = args.run / "provenance.json"
+    prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
+    name = f"{config['method']}_{config['dataset']}"
+    dest = ROOT / "fewzero" / "pretrained" / f"{name}.pt"
+    shutil.copyfile(args.run / "best.pt", dest)
+    lines = [f"# `{name}.pt`", "",
+             "The default checkpoint of `fewzero eval --method {} --dataset {}`, produced by:".format(
+                 config["method"], config["dataset"]), "",
+             f"```bash\nfewzero train --method {config['method']} --dataset {config['dataset']} "
+             f"--config configs/{name}.yaml --out {args.run}\n```", "",
+             f"- best validation accuracy ({config['test_way']}-way {config['test_shot']}-shot, "
+             f"{config['val_episodes']} fixed validation episodes): {metrics['best_val_accuracy']:.2f} ± "
+             f"{metrics['best_val_ci95']:.2f} % at episode {metrics['best_episode']}",
+             f"- episodes trained: {metrics['episodes_done']} in {metrics['train_seconds'] / 60:.1f} min "
+             f"(stopped by the time cap: {metrics['stopped_early']})",
+             f"- size: {size} bytes",
+             f"- training commit: {prov.get('commit', 'not recorded for this run')}", "",
+             "Config (as saved in the checkpoint):", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(),
+             "```", ""]
+    write_atomic(dest.with_suffix(".md"), "\n".join(lines))
+    print(f"wrote {dest} and {dest.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -46,6 +46,8 @@ class MAML(Learner):
         batch_norm: ``"transductive"`` or ``"inductive"`` (see above).
     """
 
+    label_permutation_invariant = False  # row i of the (meta-learned) head belongs to label i
+
     def __init__(self, backbone: nn.Module, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,
                  inner_steps: int = 1, test_inner_steps: int | None = 3, first_order: bool = False,
                  batch_norm: str = "transductive"):

@@ -103,6 +103,9 @@ def validate(values: dict[str, Any], where: str = "") -> RunConfig:
                 "val_every", "val_episodes", "test_episodes"):
         if getattr(config, key) < 1:
             raise FewzeroError(f"config key {key!r}{where} must be >= 1, got {getattr(config, key)}")
+    if config.val_every % config.meta_batch:
+        raise FewzeroError(f"val_every ({config.val_every}){where} must be a multiple of meta_batch "
+                           f"({config.meta_batch}) so that checkpoints fall between optimizer steps")
     if config.precision not in PRECISIONS:
         raise FewzeroError(f"config key 'precision'{where} must be one of {', '.join(PRECISIONS)}, "
                            f"got {config.precision!r}")

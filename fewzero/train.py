@@ -57,7 +57,9 @@ def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False, d
     in_channels = int(train_set[0][0].shape[0])
     learner = build_learner(config, in_channels).to(device)
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    # lr_step counts episodes; the schedule advances once per optimizer step (every meta_batch episodes)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, config.lr_step // config.meta_batch),
+                                               gamma=config.lr_gamma)
     start, best, history, seconds = 0, {"val_accuracy": -1.0, "episode": 0}, [], 0.0
     if state is not None:
         learner.load_state_dict(state["model"])
@@ -105,7 +107,7 @@ def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False, d
         if episode % config.meta_batch == 0 or episode == config.episodes:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        schedule.step()
+            schedule.step()
         accuracy = 100.0 * float((logits.argmax(1) == episode_data.query_y).float().mean())
         if episode == start + 1:
             running = {"loss": loss.item(), "accuracy": accuracy}

@@ -43,7 +43,6 @@ def provenance() -> dict:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from fewzero.atomic import write_text
+
+    write_text(path, text)

@@ -6,7 +6,6 @@ per-class accuracy over dataset classes, and per-episode records saved as JSON.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from fewzero.atomic import write_json
 from fewzero.learners.base import EmbeddingLearner, Learner
 from fewzero.sampling import EpisodeSampler, ItemBatch
 
@@ -74,12 +74,7 @@ class FewShotReport:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report with its per-episode records as JSON (atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, path)
-        return path
+        return write_json(path, asdict(self))
 
 
 class _EmbeddedItems(Dataset):

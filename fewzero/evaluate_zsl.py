@@ -14,7 +14,6 @@ Score matrices are (n, C) over the classes of the semantics matrix: column c sco
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fewzero.atomic import write_json
 from fewzero.errors import FewzeroError
 from fewzero.zsl.base import ZeroShotLearner
 from fewzero.zsl.data import ZeroShotData
@@ -185,11 +185,7 @@ class ZeroShotReport:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report as JSON (atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1, default=str))
-        os.replace(tmp, path)
+        return write_json(path, asdict(self))
         return path
 
 

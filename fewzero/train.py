@@ -2,7 +2,6 @@
 resume, a progress bar, a seed."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from fewzero.atomic import write_json
 from fewzero.checkpoint import build_learner, load_checkpoint, save_checkpoint
 from fewzero.config import RunConfig, validate
 from fewzero.errors import FewzeroError
@@ -134,7 +134,5 @@ def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False, d
     metrics = {"best_val_accuracy": best["val_accuracy"], "best_val_ci95": best.get("val_ci95"),
                "best_episode": best["episode"], "episodes_done": episode, "train_seconds": round(seconds, 1),
                "stopped_early": episode < config.episodes, "history": history, "config": config.to_dict()}
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1))
-    os.replace(tmp, out / "metrics.json")
+    write_json(out / "metrics.json", metrics)
     return metrics

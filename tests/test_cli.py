@@ -85,27 +85,11 @@ def test_corrupt_zip(data_root, checkpoint, tmp_path):
 
 
 def test_wrong_md5_on_download(checkpoint, tmp_path):
-    import http.server
-    import threading
+    from local_http import serve
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b"PK this is not the Omniglot archive"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with serve({}, default=b"PK this is not the Omniglot archive") as url:
         result = run("eval", "--method", "protonet", "--checkpoint", str(checkpoint), "--data-root", str(tmp_path),
-                     env={"FEWZERO_OMNIGLOT_URL": f"http://127.0.0.1:{httpd.server_port}/"})
-    finally:
-        httpd.shutdown()
+                     env={"FEWZERO_OMNIGLOT_URL": f"{url}/"})
     assert_user_error(result, "MD5 of", "expected 68d2efa1b9178cc56df9314c21c6e718")
     assert not [p for p in tmp_path.rglob("*") if p.is_file()], "no partial file is left behind"
 

@@ -1,8 +1,6 @@
 """Downloads against a local HTTP server on 127.0.0.1."""
 import hashlib
-import http.server
 import io
-import threading
 import zipfile
 
 import numpy as np
@@ -12,6 +10,7 @@ from PIL import Image
 from fewzero.data.download import download
 from fewzero.data.omniglot import fetch_archives, load_drawings
 from fewzero.errors import DataNotFoundError, FewzeroError
+from local_http import serve
 
 
 def tiny_omniglot_zip(name: str, n_chars: int = 3) -> bytes:
@@ -31,26 +30,9 @@ def server():
     files = {f"/good/{n}.zip": tiny_omniglot_zip(n) for n in ("images_background", "images_evaluation")}
     files["/bad/images_background.zip"] = files["/good/images_background.zip"][:-100] + bytes(100)
     files["/bad/images_evaluation.zip"] = files["/good/images_evaluation.zip"]
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     md5 = {n: hashlib.md5(files[f"/good/{n}.zip"]).hexdigest() for n in ("images_background", "images_evaluation")}
-    yield f"http://127.0.0.1:{httpd.server_port}", md5
-    httpd.shutdown()
+    with serve(files) as url:
+        yield url, md5
 
 
 def test_good_download_is_verified_and_usable(server, tmp_path, monkeypatch):

@@ -1,7 +1,6 @@
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 
 import pytest

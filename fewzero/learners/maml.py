@@ -153,7 +153,7 @@ class MAML(Learner):
 
     def step(self, weights: Weights, grads: tuple[torch.Tensor, ...]) -> Weights:
         """One SGD step: w - inner_lr * g."""
-        return [w - self.inner_lr * g for w, g in zip(weights, grads)]
+        return [torch.add(w, g, alpha=-self.inner_lr) for w, g in zip(weights, grads)]
 
     def describe_lr(self) -> str:
         return f"inner_lr {self.inner_lr:g}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fewzero.learners.maml import MAML, Weights
+from fewzero.learners.maml import MAML, Weights, same_strides
 from fewzero.registry import LEARNERS
 
 
@@ -26,7 +26,7 @@ class MetaSGD(MAML):
             [nn.Parameter(torch.full_like(w, self.inner_lr)) for w in self.meta_weights()])
 
     def step(self, weights: Weights, grads: tuple[torch.Tensor, ...]) -> Weights:
-        return [torch.addcmul(w, lr, g, value=-1.0) for w, lr, g in zip(weights, self.inner_lrs, grads)]
+        return [same_strides(w, torch.addcmul(w, lr, g, value=-1.0)) for w, lr, g in zip(weights, self.inner_lrs, grads)]
 
     def describe_lr(self) -> str:
         lrs = torch.cat([lr.detach().flatten() for lr in self.inner_lrs])

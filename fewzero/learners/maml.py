@@ -176,7 +176,7 @@ def same_strides(reference: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     A weight of shape (C_out, 1, k, k) is both NCHW- and channels-last-contiguous; which of the two its strides say
     decides the layout of the convolution's output. Without this, the first inner step turns Conv4's first weight
     from channels-last to NCHW strides, and every later pass runs max-pooling and batch norm on NCHW activations and
-    converts them back: about 1.4x slower meta-training on CPU.
+    converts them back: meta-training on CPU was 1.3x to 1.8x slower (benchmarks/speed.py).
     """
     if t.stride() == reference.stride():
         return t

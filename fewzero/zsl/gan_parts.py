@@ -1,0 +1,75 @@
+"""Building blocks of the feature generators: conditional MLPs, the WGAN-GP gradient penalty, a softmax head."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fewzero.errors import FewzeroError
+
+
+class ConditionalMLP(nn.Module):
+    """``(a (n, p), s (n, q)) -> (n, out_dim)``: one hidden LeakyReLU layer on the concatenation ``[a, s]``.
+
+    Serves as generator (a = noise or latent code, ReLU output for non-negative features), critic
+    (a = feature, out_dim 1) and VAE encoder (a = feature, out_dim 2 * latent).
+    """
+
+    def __init__(self, in_dim: int, cond_dim: int, hidden_dim: int, out_dim: int, relu_output: bool = False):
+        super().__init__()
+        self.hidden = nn.Linear(in_dim + cond_dim, hidden_dim)
+        self.out = nn.Linear(hidden_dim, out_dim)
+        self.relu_output = relu_output
+
+    def forward(self, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.hidden(torch.cat([a, s], 1)), 0.2)
+        out = self.out(h)
+        return F.relu(out) if self.relu_output else out
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, semantics: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP term ``mean((||grad_x D(x_hat, s)|| - 1)^2)`` at random points x_hat between real and fake (n, d).
+
+    ``critic(x, s)`` returns (n,) or (n, 1) scores; the graph is kept so the term can be back-propagated.
+    """
+    alpha = torch.rand(real.shape[0], 1, generator=generator, device=real.device)
+    between = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    scores = critic(between, semantics)
+    grad, = torch.autograd.grad(scores.sum(), between, create_graph=True)
+    return ((grad.norm(dim=1) - 1) ** 2).mean()
+
+
+def check_finite(loss: torch.Tensor, what: str, iteration: int, lr: float) -> None:
+    """Stop training with a one-line error when ``loss`` is NaN or infinite."""
+    if not bool(torch.isfinite(loss)):
+        raise FewzeroError(f"{what} became {float(loss)} at iteration {iteration} (learning rate {lr:g}): training "
+                           f"stopped; lower lr (or gp_weight / cls_weight) and check the features for inf or NaN")
+
+
+def train_softmax(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int, lr: float, batch_size: int,
+                  seed: int, balanced: bool = False) -> nn.Linear:
+    """A linear softmax classifier on (n, d) features and (n,) labels, trained with Adam from zero weights.
+
+    Zero initialisation makes the result equivariant to relabelling the classes; the batch order is seeded.
+    ``balanced`` weights each item's loss by 1 / (its class's item count), so every class has the same total
+    weight whatever its number of (real or synthetic) items.
+    """
+    weight = None
+    if balanced:
+        counts = torch.bincount(y, minlength=n_classes).float()
+        weight = torch.where(counts > 0, y.numel() / (n_classes * counts.clamp(min=1)), 0.0)
+    head = nn.Linear(x.shape[1], n_classes).to(x.device)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr, betas=(0.5, 0.999))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.enable_grad():
+        for _ in range(epochs):
+            order = torch.randperm(x.shape[0], generator=generator).to(x.device)
+            for start in range(0, x.shape[0], batch_size):
+                batch = order[start:start + batch_size]
+                optimizer.zero_grad()
+                F.cross_entropy(head(x[batch]), y[batch], weight=weight).backward()
+                optimizer.step()
+    return head.requires_grad_(False)

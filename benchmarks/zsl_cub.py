@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-tune", action="store_true", help="use every learner's default hyper-parameters")
     parser.add_argument("--methods", nargs="+", default=None, help="learners (default: every registered one)")
     parser.add_argument("--out", default=str(ROOT / "paper_results" / "zsl_cub50"), help="output path stem")
+    parser.add_argument("--note", default="", help="conditions worth recording (e.g. other jobs on the machine)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 32 px, 1 epoch, results not written")
     args = parser.parse_args(argv)
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         "config": {**options, "tune": not args.no_tune}, "seed": args.seed, "results": results,
         "published": {"source": GBU_SOURCE, "protocol": GBU_PROTOCOL,
                       "results": {m: dict(zip(("t1", "u", "s", "h"), v["CUB"])) for m, v in GBU.items()}},
-        "provenance": {**started, "finished": provenance()["date"]}}
+        "provenance": {**started, "finished": provenance()["date"]}, "note": args.note}
     write_atomic(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     write_atomic(out.with_suffix(".md"), render(report))
     print(f"wrote {out}.json and {out}.md")
@@ -123,7 +124,12 @@ def render(out: dict) -> str:
               f"validation classes: {', '.join(d['val_classes'])}.", "",
               "## Provenance", "", f"- command: `{prov['command']}`", f"- config: `{json.dumps(c)}`",
               f"- seed: {out['seed']}", f"- commit: {prov['commit']}",
-              f"- date: {prov['date']} (finished {prov['finished']})", f"- machine: {prov['machine']}", ""]
+              f"- date: {prov['date']} (finished {prov['finished']})", f"- machine: {prov['machine']}",
+              f"- load average at start (1 / 5 / 15 min): {prov.get('load_average', 'not recorded')}; the feature "
+              f"training time above is from the run that built the feature cache"]
+    if out.get("note"):
+        lines.append(f"- note: {out['note']}")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -120,7 +120,7 @@ def render(out: dict) -> str:
               f"training + {f['embed_seconds']:.0f} s embedding on {f['threads']} threads; {f['feature_dim']}-d "
               f"features (last-epoch training accuracy {f['last_epoch_train_accuracy']:.1f} %).", "",
               "## Tuning", "",
-              f"Hyper-parameters: {'the best validation T1 over a small grid (benchmarks/zsl_common.py GRIDS), fitted on the seen classes minus the ' + str(len(d['val_classes'])) + ' validation classes' if c['tune'] else 'defaults'}; "
+              f"Hyper-parameters: {'the best validation T1 over a small grid (benchmarks/zsl_common.py GRIDS), fitted on the seen classes minus the ' + str(len(d['val_classes'])) + ' validation classes (learners without a grid keep their defaults)' if c['tune'] else 'defaults'}; "
               f"validation classes: {', '.join(d['val_classes'])}.", "",
               "## Provenance", "", f"- command: `{prov['command']}`", f"- config: `{json.dumps(c)}`",
               f"- seed: {out['seed']}", f"- commit: {prov['commit']}",

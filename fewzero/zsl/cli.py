@@ -24,7 +24,7 @@ def run_zero_shot_eval(method: str, dataset: str, semantics: str, data_root: str
     """Load the benchmark, build ``method`` from ``ZERO_SHOT``, fit and evaluate it, print T1, u, s, H.
 
     Args:
-        method: a registered zero-shot learner (dap, eszsl, ale, devise, sje, sae).
+        method: a registered zero-shot learner (dap, eszsl, ale, devise, sje, sae, fclswgan, cvae).
         dataset, semantics, data_root: what to load (``semantics``: attributes or text).
         seed: the learner's seed (unless ``learner_args`` sets one) and the calibration split's.
         quiet: no progress bars.
@@ -38,6 +38,8 @@ def run_zero_shot_eval(method: str, dataset: str, semantics: str, data_root: str
         raise FewzeroError(f"{method} has no option {unknown[0]!r}: choose from {', '.join(parameters)}")
     if "seed" in parameters:
         learner_args = {"seed": seed, **learner_args}
+    if "progress" in parameters:  # training bars of the generative learners follow --quiet
+        learner_args = {"progress": not quiet, **learner_args}
     learner = ZERO_SHOT.create(method, **learner_args)
     data = load_data(dataset, semantics, data_root, not quiet, **(data_args or {}))
     report = evaluate_zero_shot(learner, data, seed=seed, curve_path=curve_path)

@@ -99,7 +99,7 @@ def test_generalized_scores_use_real_seen_features_and_never_unseen_ones():
 
 def test_bad_inputs_are_one_line_errors():
     semantics, _, x, y = gaussian_classes(n_classes=8, per_class=20)
-    for name, make in LEARNERS.items():
+    for make in LEARNERS.values():
         with pytest.raises(FewzeroError, match="n_synthetic is 0"):
             make(n_synthetic=0)
     model = LEARNERS["cvae"](epochs=1, classifier_epochs=1).fit(x[y < 6], y[y < 6], semantics[:6])

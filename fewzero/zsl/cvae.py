@@ -29,11 +29,10 @@ class CVAE(GenerativeLearner):
 
     def __init__(self, n_synthetic: int = 300, noise_dim: int = 64, hidden_dim: int = 1024, epochs: int = 30,
                  batch_size: int = 64, lr: float = 1e-3, kl_weight: float = 1.0, cls_weight: float = 0.1,
-                 classifier_epochs: int = 25, classifier_lr: float = 1e-3,
-                 balance_classes: bool = True, seed: int = 0, progress: bool = True,
-                 normalize_semantics: bool = True):
+                 classifier_epochs: int = 2, classifier_lr: float = 1e-3, guide_epochs: int = 25,
+                 balance_classes: bool = True, seed: int = 0, progress: bool = True, normalize_semantics: bool = True):
         super().__init__(n_synthetic, noise_dim, hidden_dim, epochs, batch_size, lr, cls_weight, classifier_epochs,
-                         classifier_lr, balance_classes, seed, progress, normalize_semantics)
+                         classifier_lr, guide_epochs, balance_classes, seed, progress, normalize_semantics)
         if kl_weight < 0:
             raise FewzeroError(f"kl_weight is {kl_weight}: it must be 0 or positive")
         self.kl_weight = kl_weight

@@ -23,8 +23,9 @@ class FCLSWGAN(GenerativeLearner):
     gradient penalty of ``gradient_penalty``), then one generator update on ``-D(fake, s) + cls_weight * CE``,
     where CE is the cross-entropy of a softmax classifier pre-trained on the seen features (frozen). Adam with
     betas (0, 0.9) for both networks, as in WGAN-GP (on class-conditional Gaussians its class means were 2-3x
-    closer to the truth than with the f-CLSWGAN code's (0.5, 0.999) at the same lr). A critic or generator loss that is not finite stops training
-    with a ``FewzeroError``. Classification and the remaining options: see ``GenerativeLearner``.
+    closer to the truth than with the f-CLSWGAN code's (0.5, 0.999) at the same lr). A critic or generator loss
+    that is not finite stops training with a ``FewzeroError``. Classification and the remaining options: see
+    ``GenerativeLearner``.
 
     Args:
         critic_steps: critic updates per generator update.
@@ -33,11 +34,11 @@ class FCLSWGAN(GenerativeLearner):
 
     def __init__(self, n_synthetic: int = 300, noise_dim: int = 64, hidden_dim: int = 1024, epochs: int = 30,
                  batch_size: int = 64, lr: float = 3e-4, critic_steps: int = 5, gp_weight: float = 10.0,
-                 cls_weight: float = 0.01, classifier_epochs: int = 25, classifier_lr: float = 1e-3,
-                 balance_classes: bool = True, seed: int = 0,
-                 progress: bool = True, normalize_semantics: bool = True):
+                 cls_weight: float = 0.01, classifier_epochs: int = 2, classifier_lr: float = 1e-3,
+                 guide_epochs: int = 25, balance_classes: bool = True, seed: int = 0, progress: bool = True,
+                 normalize_semantics: bool = True):
         super().__init__(n_synthetic, noise_dim, hidden_dim, epochs, batch_size, lr, cls_weight, classifier_epochs,
-                         classifier_lr, balance_classes, seed, progress, normalize_semantics)
+                         classifier_lr, guide_epochs, balance_classes, seed, progress, normalize_semantics)
         if int(critic_steps) < 1:
             raise FewzeroError(f"critic_steps is {critic_steps}: the critic needs at least 1 update per step")
         if gp_weight < 0:

@@ -43,8 +43,9 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
 def check_finite(loss: torch.Tensor, what: str, iteration: int, lr: float) -> None:
     """Stop training with a one-line error when ``loss`` is NaN or infinite."""
     if not bool(torch.isfinite(loss)):
-        raise FewzeroError(f"{what} became {float(loss)} at iteration {iteration} (learning rate {lr:g}): training "
-                           f"stopped; lower lr (or gp_weight / cls_weight) and check the features for inf or NaN")
+        raise FewzeroError(f"{what} became {float(loss.detach())} at iteration {iteration} (learning rate {lr:g}): "
+                           f"training stopped; lower lr (or gp_weight / cls_weight) and check the features for inf "
+                           f"or NaN")
 
 
 def train_softmax(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int, lr: float, batch_size: int,

@@ -12,4 +12,4 @@ from fewzero.zsl.fclswgan import FCLSWGAN
 from fewzero.zsl.sae import SAE
 from fewzero.zsl.sje import SJE
 
-__all__ = ["ALE", "CVAE", "DAP", "DeViSE", "ESZSL", "FCLSWGAN", "SAE", "SJE"]
+__all__ = ["ALE", "CVAE", "DAP", "ESZSL", "FCLSWGAN", "SAE", "SJE", "DeViSE"]

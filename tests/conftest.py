@@ -32,3 +32,14 @@ def omniglot_test(data_root):
     from fewzero.data.omniglot import omniglot
 
     return omniglot("test", progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread is faster, and avoids thread spin-waiting when other jobs share the cores.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io as sio
-import torch
 
 from fewzero.data.xlsa17 import read_att_splits
 
@@ -19,13 +18,7 @@ DATA = Path(os.environ["FEWZERO_DATA"])
 pytest.importorskip("fewzero.evaluate_zsl")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster, and avoids thread spin-waiting when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

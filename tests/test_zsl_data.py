@@ -23,13 +23,7 @@ DATA = Path(os.environ["FEWZERO_DATA"])
 XLSA = DATA / "xlsa17"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster, and avoids thread spin-waiting when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -12,13 +12,7 @@ from fewzero.zsl import features as F
 TINY = dict(image_size=16, epochs=1, bbox_crop=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster, and avoids thread spin-waiting when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -173,7 +173,9 @@ def omniglot(subset: str = "train", split: str = "vinyals", data_root: str | Non
     else:
         classes = [f"{n}/rot000" for n in _lake_classes(names, background, subset)]
     char_index = {n: i for i, n in enumerate(names)}
-    drawings_of = [np.flatnonzero(character == i) for i in range(len(names))]
+    # one stable sort groups the drawings of each character (in file order) instead of a scan per character
+    order = np.argsort(character, kind="stable")
+    drawings_of = np.split(order, np.cumsum(np.bincount(character, minlength=len(names)))[:-1])
     item_image, item_rot, labels = [], [], []
     for label, cls in enumerate(classes):
         char, _, rot = cls.rpartition("/")

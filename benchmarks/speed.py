@@ -3,7 +3,8 @@
     python benchmarks/speed.py                      # writes paper_results/speed.{json,md}
     python benchmarks/speed.py --rounds 4 --out /tmp/speed   # a quick look
 
-Model: Conv4 (64 channels) + a linear 5-way head, float32. Tasks: 5-way 1-shot, 15 queries per class, 28x28
+Models: Conv4 (64 channels, max-pooling) and Conv4Strided (Finn et al.'s Omniglot network, the one our MAML
+configs train), each + a linear 5-way head, float32. Tasks: 5-way 1-shot, 15 queries per class, 28x28
 single-channel images drawn at random once (the timing does not depend on pixel values). One "round" is one
 meta-batch: for each task the inner loop on the support set, the query loss, backward; then an Adam step. The
 implementations take turns round by round (ABC CBA order) so that a change in machine load hits all alike. A third
@@ -28,12 +29,13 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import ROOT, provenance, write_atomic  # noqa: E402
 
-from fewzero.backbones import Conv4  # noqa: E402
+from fewzero.backbones import Conv4, Conv4Strided  # noqa: E402
 from fewzero.episode import Episode  # noqa: E402
 from fewzero.learners import MAML  # noqa: E402
 
 TARGET = 1.5
 WAY, SHOT, QUERY, INNER_LR = 5, 1, 15, 0.4
+BACKBONES = {"conv4": Conv4, "conv4_strided": Conv4Strided}
 
 
 def make_tasks(n: int, seed: int = 0) -> list[Episode]:
@@ -44,13 +46,14 @@ def make_tasks(n: int, seed: int = 0) -> list[Episode]:
             for _ in range(n)]
 
 
-def runners(steps: int, first_order: bool):
+def runners(steps: int, first_order: bool, backbone_name: str = "conv4"):
     """Two closures that each run one meta-batch (list of episodes) and take an Adam step."""
     import learn2learn as l2l
 
     torch.manual_seed(0)
-    ours = MAML(Conv4(), n_way=WAY, inner_lr=INNER_LR, inner_steps=steps, first_order=first_order).train()
-    backbone = Conv4()  # a standard Conv4 as a learn2learn user would have it, with our initial weights
+    Backbone = BACKBONES[backbone_name]
+    ours = MAML(Backbone(), n_way=WAY, inner_lr=INNER_LR, inner_steps=steps, first_order=first_order).train()
+    backbone = Backbone()  # a standard backbone as a learn2learn user would have it, with our initial weights
     backbone.load_state_dict(ours.backbone.state_dict(), strict=False)
     theirs = l2l.algorithms.MAML(nn.Sequential(backbone, copy.deepcopy(ours.head)), lr=INNER_LR,
                                  first_order=first_order).train()
@@ -71,7 +74,7 @@ def runners(steps: int, first_order: bool):
             (F.cross_entropy(clone(episode.query_x), episode.query_y) / len(batch)).backward()
         opt_theirs.step()
 
-    plain = nn.Sequential(Conv4(), nn.Linear(64, WAY)).train()
+    plain = nn.Sequential(Backbone(), nn.Linear(64, WAY)).train()
     opt_plain = torch.optim.Adam(plain.parameters(), 1e-3)
 
     def run_plain(batch: list[Episode]) -> None:  # no inner loop: the cost of the query pass alone (a floor)
@@ -83,8 +86,9 @@ def runners(steps: int, first_order: bool):
     return {"fewzero": run_ours, "learn2learn": run_theirs, "query pass only": run_plain}
 
 
-def measure(steps: int, first_order: bool, rounds: int, meta_batch: int, warmup: int) -> dict:
-    run = runners(steps, first_order)
+def measure(steps: int, first_order: bool, rounds: int, meta_batch: int, warmup: int, backbone: str = "conv4"
+            ) -> dict:
+    run = runners(steps, first_order, backbone)
     tasks = make_tasks(meta_batch * rounds)
     times: dict[str, list[float]] = {name: [] for name in run}
     for r in range(warmup + rounds):
@@ -97,7 +101,7 @@ def measure(steps: int, first_order: bool, rounds: int, meta_batch: int, warmup:
                 times[name].append(time.perf_counter() - started)
     speed = {name: meta_batch * len(t) / sum(t) for name, t in times.items()}
     paired = [b / a for a, b in zip(times["fewzero"], times["learn2learn"])]
-    return {"inner_steps": steps, "order": "first" if first_order else "second",
+    return {"backbone": backbone, "inner_steps": steps, "order": "first" if first_order else "second",
             "fewzero_tasks_per_s": round(speed["fewzero"], 3), "learn2learn_tasks_per_s": round(speed["learn2learn"], 3),
             "query_pass_only_tasks_per_s": round(speed["query pass only"], 3),
             "ratio": round(speed["fewzero"] / speed["learn2learn"], 3),
@@ -114,17 +118,17 @@ def markdown(result: dict) -> str:
     lines = [
         "# Meta-training speed: fewzero MAML vs learn2learn MAML",
         "",
-        f"Tasks per second (higher is better), Conv4 + linear head, {WAY}-way {SHOT}-shot, {QUERY} queries per class, "
+        f"Tasks per second (higher is better), backbone + linear head, {WAY}-way {SHOT}-shot, {QUERY} queries per class, "
         f"28x28, float32, meta-batch {result['meta_batch']}, {result['rounds']} timed rounds per implementation "
         f"after {result['warmup']} warm-up rounds, the two taking turns round by round. Target: fewzero >= "
         f"{TARGET}x learn2learn {result['learn2learn_version']}.",
         "",
-        "| inner steps | order | fewzero tasks/s | learn2learn tasks/s | ratio | median paired ratio | target met "
+        "| backbone | inner steps | order | fewzero tasks/s | learn2learn tasks/s | ratio | median paired ratio | target met "
         "| query pass only, tasks/s | query pass share of fewzero's time |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in result["rows"]:
-        lines.append(f"| {row['inner_steps']} | {row['order']} | {row['fewzero_tasks_per_s']:.2f} | "
+        lines.append(f"| {row.get('backbone', 'conv4')} | {row['inner_steps']} | {row['order']} | {row['fewzero_tasks_per_s']:.2f} | "
                      f"{row['learn2learn_tasks_per_s']:.2f} | {row['ratio']:.2f}x | {row['median_paired_ratio']:.2f}x | "
                      f"{'yes' if row['ratio'] >= TARGET else 'no'} | {row['query_pass_only_tasks_per_s']:.2f} | "
                      f"{100 * row['fewzero_tasks_per_s'] / row['query_pass_only_tasks_per_s']:.0f} % |")
@@ -152,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=12, help="timed meta-batches per implementation and setting")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--meta-batch", type=int, default=4)
+    parser.add_argument("--backbones", default="conv4,conv4_strided", help="comma-separated: " + ", ".join(BACKBONES))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default=str(ROOT / "paper_results"), help="folder for speed.json and speed.md")
     args = parser.parse_args(argv)
@@ -163,11 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = load_text()
+    unknown = set(args.backbones.split(",")) - set(BACKBONES)
+    if unknown:
+        print(f"speed.py: unknown backbone(s) {', '.join(sorted(unknown))}: choose from {', '.join(BACKBONES)}",
+              file=sys.stderr)
+        return 2
     rows = []
-    for steps in (1, 5):
-        for first_order in (False, True):
-            rows.append(measure(steps, first_order, args.rounds, args.meta_batch, args.warmup))
-            print(json.dumps(rows[-1]), flush=True)
+    for backbone in args.backbones.split(","):
+        for steps in (1, 5):
+            for first_order in (False, True):
+                rows.append(measure(steps, first_order, args.rounds, args.meta_batch, args.warmup, backbone))
+                print(json.dumps(rows[-1]), flush=True)
     result = {"rows": rows, "rounds": args.rounds, "warmup": args.warmup, "meta_batch": args.meta_batch,
               "learn2learn_version": learn2learn.__version__, "load_before": load_before, "load_after": load_text(),
               "provenance": provenance()}

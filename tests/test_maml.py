@@ -260,3 +260,19 @@ def test_short_real_run_beats_chance(data_root):
         "max_minutes": None})
     metrics = train(config, tempfile.mkdtemp(prefix="fewzero-maml-"), data_root=str(data_root), progress=False)
     assert metrics["best_val_accuracy"] > 45.0  # 5-way: chance is 20 %
+
+
+def test_strided_conv4_is_finn_et_als_network_and_keeps_its_layout_through_adaptation():
+    from fewzero.backbones import Conv4Strided
+
+    net = Conv4Strided()
+    x = torch.randn(6, 1, 28, 28)
+    maps = []
+    hooks = [block.register_forward_hook(lambda m, i, o: maps.append(tuple(o.shape[2:]))) for block in net.blocks]
+    assert net(x).shape == (6, 64)
+    assert maps == [(14, 14), (7, 7), (4, 4), (2, 2)]  # stride 2 everywhere, no pooling
+    for hook in hooks:
+        hook.remove()
+    learner = MAML(net, n_way=3, inner_steps=2).train()
+    weights, _ = learner.adapt(x, torch.arange(3).repeat(2), differentiable=True)
+    assert [w.stride() for w in weights] == [w.stride() for w in learner.meta_weights()]

@@ -1,0 +1,85 @@
+"""benchmarks/omniglot.py: tables merge per setting, render what is missing, and the memory trace sees growth."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def _trained(model: str, way: int) -> dict:
+    config = {"backbone": "conv4_strided", "train_way": way, "train_shot": 1, "train_query": 5, "meta_batch": 16,
+              "lr": 0.001, "lr_gamma": 0.5, "lr_step": 40000, "seed": 0, "precision": "fp32",
+              "learner": {"inner_lr": 0.4, "inner_steps": 1, "test_inner_steps": 3, "batch_norm": "transductive"}}
+    return {"command": f"fewzero train ... {model}", "train_seconds": 600.0, "episodes_done": 1000, "best_episode": 900,
+            "best_val_accuracy": 90.0, "stopped_early": True, "config": config,
+            "provenance": {"commit": "abc", "date": "2026-11-22 10:00 UTC", "load_average": "0 / 0 / 0"}}
+
+
+def _evaluated(settings: dict[str, float], model: str) -> dict:
+    return {"results": {k: {"accuracy": acc, "ci95": 0.2, "model": model} for k, acc in settings.items()},
+            "eval_memory": {"setting": next(iter(settings)), "episodes": 1000, "growth_mib": 0.3,
+                            "peak_per_tenth_mib": [300.0] * 10}}
+
+
+def test_models_merge_per_setting_and_missing_settings_say_so():
+    bench = _script("omniglot")
+    started = {"command": "python benchmarks/omniglot.py", "commit": "abc", "date": "d", "machine": "m",
+               "load_average": "0"}
+    table: dict = {"test_episodes": 1000, "queries_per_class": 15}
+    bench.merge(table, "maml", {"5-way": _trained("5-way", 5)}, _evaluated({"5w1s": 98.0, "5w5s": 99.6}, "5-way"),
+                started, "")
+    md = bench.render(table)
+    assert "| maml | 20w1s | not run yet | 95.8 | 95.3 |" in md
+    assert "| maml | 5w1s | 98.00 ± 0.20 | 98.7 | 98.2 | no | 5-way |" in md
+    assert "| maml | 5w5s | 99.60 ± 0.20 | 99.9 | 99.4 | yes | 5-way |" in md
+    bench.merge(table, "maml", {"20-way": _trained("20-way", 20)}, _evaluated({"20w1s": 95.5}, "20-way"), started, "")
+    results = table["methods"]["maml"]["results"]
+    assert set(results) == {"5w1s", "5w5s", "20w1s"}  # the 5-way model's settings are kept
+    assert set(table["methods"]["maml"]["evaluation"]) == {"5-way", "20-way"}
+    assert "| maml | 20w1s | 95.50 ± 0.20 | 95.8 | 95.3 | yes | 20-way |" in bench.render(table)
+
+
+def test_settings_map_to_the_model_that_serves_them():
+    bench = _script("omniglot")
+    assert [bench.model_for("maml", w, s) for w, s in bench.SETTINGS] == ["5-way", "5-way", "20-way", "20-way"]
+    assert [bench.model_for("protonet", w, s) for w, s in bench.SETTINGS] == ["1-shot", "5-shot", "1-shot", "5-shot"]
+    for method in ("maml", "fomaml", "anil"):
+        assert bench.table_of(method) == "maml"
+        for config in bench.models_of(method).values():
+            assert (REPO / config).is_file(), config
+
+
+@pytest.mark.parametrize("grow", [False, True])
+def test_memory_trace_tells_growth_from_flat(grow):
+    memory = _script("omniglot_memory")
+    kept = []
+
+    def work():
+        import time
+
+        for _ in range(40):
+            block = bytearray(4 * 2**20)  # 4 MiB, touched so that it is resident
+            block[::4096] = b"x" * len(block[::4096])
+            if grow:
+                kept.append(block)
+            time.sleep(0.01)
+        return "done"
+
+    result, trace = memory.trace_rss(work, every_s=0.005)
+    assert result == "done" and len(trace["peak_per_tenth_mib"]) == 10
+    if grow:
+        assert trace["growth_mib"] > 100  # 160 MiB kept over the run
+    else:
+        assert abs(trace["growth_mib"]) < 20

@@ -1,6 +1,7 @@
 """Ship a trained run as the default checkpoint of ``fewzero eval --method <method> --dataset <dataset>``.
 
     python benchmarks/package_checkpoint.py runs/benchmark/protonet_1shot
+    python benchmarks/package_checkpoint.py runs/benchmark/maml_20way --per-way    # maml_omniglot_20way.pt
 
 Copies ``<run>/best.pt`` (written by ``fewzero train``) to ``fewzero/pretrained/<method>_<dataset>.pt`` and writes
 ``<method>_<dataset>.md`` beside it with the training command, config and metrics, all read from the run.
@@ -24,6 +25,9 @@ MAX_BYTES = 1_000_000
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a finished `fewzero train` run folder")
+    parser.add_argument("--per-way", action="store_true",
+                        help="ship as <method>_<dataset>_<way>way.pt, trained with configs/<that name>.yaml "
+                             "(the model `fewzero eval --way <way>` picks for learners tied to a number of ways)")
     args = parser.parse_args()
 
     from fewzero.checkpoint import load_checkpoint
@@ -36,7 +40,7 @@ def main() -> None:
         sys.exit(f"{args.run / 'best.pt'} is {size} bytes: packaged checkpoints must stay under 1 MB")
     prov_path = args.run / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
-    name = f"{config['method']}_{config['dataset']}"
+    name = f"{config['method']}_{config['dataset']}" + (f"_{config['train_way']}way" if args.per_way else "")
     dest = ROOT / "fewzero" / "pretrained" / f"{name}.pt"
     shutil.copyfile(args.run / "best.pt", dest)
     lines = [f"# `{name}.pt`", "",

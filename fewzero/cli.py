@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--query", type=int, default=None)
     ev.add_argument("--episodes", type=int, default=None, help="number of test episodes (default 1000)")
     ev.add_argument("--subset", default=None, help="which subset to test on (default: test)")
+    ev.add_argument("--batch-norm", default=None, choices=("transductive", "inductive"),
+                    help="MAML family: normalise queries with their own batch statistics (transductive, the paper's "
+                         "choice and the default) or with the support set's (inductive)")
     ev.add_argument("--records", default=None, help="write the report with per-episode records to this JSON file")
     ev.add_argument("--semantics", default="attributes", choices=("attributes", "text"),
                     help="class semantics of a zero-shot method (default: attributes)")
@@ -114,10 +117,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
                            f"pass --method {trained_config.method} or another --checkpoint")
     # The model's own data settings (image size, split) apply; the episode settings come from the eval config.
     config.image_size, config.backbone = trained_config.image_size, trained_config.backbone
+    if args.batch_norm:
+        if not hasattr(learner, "batch_norm"):
+            raise FewzeroError(f"--batch-norm applies to the MAML family, not {config.method}: drop it")
+        learner.batch_norm = args.batch_norm
     dataset = load_split(config, config.test_subset, args.data_root, progress=not args.quiet)
     sampler = episode_sampler(dataset, config, config.test_episodes, config.test_seed)
     report = evaluate(learner.to(config.device), dataset, sampler, config.device, progress=not args.quiet)
     print(f"{config.method} on {config.dataset} ({config.split} {config.test_subset}) from {checkpoint}")
+    if hasattr(learner, "describe_adaptation"):
+        print(learner.describe_adaptation())
     print(report)
     if args.records:
         print(f"records written to {report.save(args.records)}")

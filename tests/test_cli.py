@@ -47,6 +47,16 @@ def test_eval_with_a_checkpoint_writes_records(data_root, checkpoint, tmp_path):
     assert records.is_file()
 
 
+@pytest.mark.parametrize("mode", ["transductive", "inductive"])
+def test_maml_eval_states_and_takes_the_batch_norm_mode(data_root, tmp_path, mode):
+    config = load_config("maml", "omniglot")
+    path = save_checkpoint(tmp_path / "maml.pt", {"config": config.to_dict(), "model": build_learner(config).state_dict()})
+    result = run("eval", "--method", "maml", "--checkpoint", str(path), "--episodes", "5", "--quiet",
+                 "--batch-norm", mode)
+    assert result.returncode == 0, result.stderr
+    assert f"batch norm {mode} (" in result.stdout and "3 inner step(s), inner_lr 0.4" in result.stdout
+
+
 @pytest.mark.parametrize("args,fragments", [
     (["--method", "protonot"], ["unknown method 'protonot'", "protonet"]),
     (["--method", "protonet", "--dataset", "mnist"], ["unknown dataset 'mnist'"]),
@@ -56,6 +66,7 @@ def test_eval_with_a_checkpoint_writes_records(data_root, checkpoint, tmp_path):
     (["--method", "protonet", "--set", "colour=red"], ["unknown config key 'colour'"]),
     (["--method", "protonet", "--set", "test_episodes=many"], ["'test_episodes'", "must be int"]),
     (["--method", "protonet", "--config", "nowhere.yaml"], ["nowhere.yaml does not exist"]),
+    (["--method", "protonet", "--batch-norm", "inductive"], ["--batch-norm applies to the MAML family"]),
 ])
 def test_bad_eval_inputs(data_root, checkpoint, args, fragments):
     assert_user_error(run("eval", *args, "--checkpoint", str(checkpoint), "--quiet"), *fragments)

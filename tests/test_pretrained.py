@@ -15,7 +15,9 @@ def test_packaged_checkpoints_are_small_and_documented():
         _, config, _ = learner_from_checkpoint(path)
         note = path.with_suffix(".md").read_text()
         command = re.search(r"fewzero train --method (\S+) --dataset (\S+) --config configs/(\S+\.yaml)", note)
-        assert command and (command[1], command[2]) == (config.method, config.dataset) == tuple(path.stem.split("_"))
+        assert command and (command[1], command[2]) == (config.method, config.dataset) == tuple(path.stem.split("_")[:2])
+        if path.stem.endswith("way"):  # a model for one number of ways: <method>_<dataset>_<way>way
+            assert path.stem.split("_")[2] == f"{config.test_way}way" == f"{config.train_way}way"
         assert (CONFIG_DIR / command[3]).is_file()
 
 

@@ -160,6 +160,13 @@ class MAML(Learner):
         """One SGD step: w - inner_lr * g."""
         return [same_strides(w, torch.add(w, g, alpha=-self.inner_lr)) for w, g in zip(weights, grads)]
 
+    def describe_adaptation(self) -> str:
+        """One line for reports: test-time inner loop and batch-norm mode."""
+        statistics = ("the query set's own statistics, as in Finn et al. 2017" if self.batch_norm == "transductive"
+                      else "the support set's statistics, each query scored on its own")
+        return (f"test-time adaptation: {self.test_inner_steps} inner step(s), {self.describe_lr()}; batch norm "
+                f"{self.batch_norm} ({statistics}; --batch-norm chooses)")
+
     def describe_lr(self) -> str:
         return f"inner_lr {self.inner_lr:g}"
 

@@ -1,7 +1,8 @@
 """Default checkpoints per (method, dataset): shipped in this folder, else cached, else trained on first use.
 
 A shipped ``<method>_<dataset>.pt`` is produced by ``fewzero train`` with ``configs/<method>_<dataset>.yaml``;
-the command that made it is recorded in ``<method>_<dataset>.md`` beside it.
+the command that made it is recorded in ``<method>_<dataset>.md`` beside it. Learners whose head is tied to the
+number of ways (the MAML family) may also ship ``<method>_<dataset>_<way>way.pt``, used for ``--way <way>``.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ PACKAGED = Path(__file__).parent
 def default_checkpoint(config: RunConfig, data_root: str | None = None, progress: bool = True) -> Path:
     """The checkpoint ``fewzero eval`` uses for ``(config.method, config.dataset)`` when none is given."""
     name = f"{config.method}_{config.dataset}"
-    shipped = PACKAGED / f"{name}.pt"
-    if shipped.is_file():
-        return shipped
+    for shipped in (PACKAGED / f"{name}_{config.test_way}way.pt", PACKAGED / f"{name}.pt"):
+        if shipped.is_file():
+            return shipped
     run = user_cache_dir() / "checkpoints" / name
     if (run / "best.pt").is_file() and not (run / "last.pt").is_file():
         return run / "best.pt"

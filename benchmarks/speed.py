@@ -136,13 +136,13 @@ def markdown(result: dict) -> str:
         "",
         "\"Query pass only\" is a plain training step on the same query sets (forward, loss, backward, no inner "
         "loop): work that every MAML implementation has to do per task, so no implementation can be faster than it. "
-        "Both implementations run the same PyTorch kernels on the same network (convolution, batch norm, max-pool and "
-        "their first and second derivatives). fewzero's lead comes mostly from memory layout: its adapted weights keep "
+        "Both implementations run the same PyTorch kernels on the same network (convolution, batch norm, max-pool in "
+        "Conv4, and their first and second derivatives). fewzero's lead comes mostly from memory layout: its adapted weights keep "
         "the strides of the parameters (`fewzero.learners.maml.same_strides`), while learn2learn's update turns "
-        "Conv4's first weight, shape (64, 1, 3, 3) and so both NCHW- and channels-last-contiguous, to NCHW strides, "
-        "after which its adapted network pools and normalises NCHW activations and converts them back. With several "
+        "the first weight, shape (64, 1, 3, 3) and so both NCHW- and channels-last-contiguous, to NCHW strides, "
+        "after which its adapted network computes NCHW activations and converts them back. With several "
         "second-order steps most of the time goes to the second derivatives on the support set, the same kernels "
-        "in both, so the ratio shrinks there.",
+        "in both.",
         "",
         f"Machine load: {result['load_before']} before, {result['load_after']} after.",
         "",

@@ -276,3 +276,38 @@ def test_strided_conv4_is_finn_et_als_network_and_keeps_its_layout_through_adapt
     learner = MAML(net, n_way=3, inner_steps=2).train()
     weights, _ = learner.adapt(x, torch.arange(3).repeat(2), differentiable=True)
     assert [w.stride() for w in weights] == [w.stride() for w in learner.meta_weights()]
+
+
+def _saved_bytes(loss: torch.Tensor) -> int:
+    """Bytes of the distinct tensors saved for backward in the graph behind ``loss`` (what training holds on to)."""
+    seen_nodes, seen_tensors, total, stack = set(), set(), 0, [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen_nodes:
+            continue
+        seen_nodes.add(node)
+        for name in dir(node):
+            if name.startswith("_saved_"):
+                value = getattr(node, name, None)
+                if isinstance(value, torch.Tensor) and value.untyped_storage().data_ptr() not in seen_tensors:
+                    seen_tensors.add(value.untyped_storage().data_ptr())
+                    total += value.untyped_storage().nbytes()
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return total
+
+
+def test_training_memory_grows_with_inner_steps_only_for_second_order():
+    ep = Episode(torch.randn(5, 1, 28, 28), torch.arange(5), torch.randn(25, 1, 28, 28),
+                 torch.arange(5).repeat_interleave(5), torch.arange(5))
+
+    def held(first_order: bool, steps: int) -> int:
+        torch.manual_seed(0)
+        learner = MAML(Conv4(hidden=8), n_way=5, feature_dim=8, inner_steps=steps, first_order=first_order).train()
+        return _saved_bytes(learner.episode_loss(ep)[0])
+
+    first = [held(True, k) for k in (1, 2, 3)]
+    second = [held(False, k) for k in (1, 2, 3)]
+    assert first[0] == first[1] == first[2]  # first order: the query pass's graph only, whatever the steps
+    growth = [second[1] - second[0], second[2] - second[1]]
+    assert growth[0] > 0 and abs(growth[1] - growth[0]) <= 0.1 * growth[0]  # second order: linear in the steps
+    assert second[0] > first[0]

@@ -240,6 +240,14 @@ def _when(prov: dict) -> str:
     return f"{prov['note']}; finished {prov['finished']}"
 
 
+BATCH_NORM = {"transductive": "statistics of each test task's query set, as in Finn et al.; fewzero's default",
+              "inductive": "statistics of each test task's support set only"}
+
+
+def _memory_verdict(growth_mib: float) -> str:
+    return "flat: no graph is kept beyond one task" if growth_mib < 8 else "growing: memory is retained across tasks"
+
+
 def render(table: dict) -> str:
     """The markdown of a results table (all its methods)."""
     methods = table.get("methods", {})
@@ -262,6 +270,10 @@ def render(table: dict) -> str:
             lines.append(f"| {method} | {key} | {r['accuracy']:.2f} ± {r['ci95']:.2f} | {pub[key]} | {target[key]} | "
                          f"{met} | {r['model']} | {train['train_seconds'] / 60:.1f} min | {train['episodes_done']} |")
     lines.append("")
+    modes = sorted({t["config"].get("learner", {}).get("batch_norm") for e in methods.values()
+                    for t in e["training"].values()} - {None})
+    if modes:
+        lines += [f"Batch norm at test time: {', '.join(modes)} ({'; '.join(BATCH_NORM[m] for m in modes)}).", ""]
     for method, entry in methods.items():
         lines.append(f"Published ({method}): {entry['published']['source']}.")
     lines += ["", "## Training", ""]
@@ -295,7 +307,7 @@ def render(table: dict) -> str:
                 m = e["eval_memory"]
                 lines.append(f"  - memory: peak resident set size in each tenth of the {m['episodes']} {m['setting']} "
                              f"test episodes (MiB): {', '.join(f'{p:.0f}' for p in m['peak_per_tenth_mib'])}; last "
-                             f"tenth minus first: {m['growth_mib']:+.1f} MiB (no graph is kept beyond one task).")
+                             f"tenth minus first: {m['growth_mib']:+.1f} MiB ({_memory_verdict(m['growth_mib'])}).")
     lines.append("")
     return "\n".join(lines)
 

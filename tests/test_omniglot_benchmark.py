@@ -48,7 +48,12 @@ def test_models_merge_per_setting_and_missing_settings_say_so():
     results = table["methods"]["maml"]["results"]
     assert set(results) == {"5w1s", "5w5s", "20w1s"}  # the 5-way model's settings are kept
     assert set(table["methods"]["maml"]["evaluation"]) == {"5-way", "20-way"}
-    assert "| maml | 20w1s | 95.50 ± 0.20 | 95.8 | 95.3 | yes | 20-way |" in bench.render(table)
+    md = bench.render(table)
+    assert "| maml | 20w1s | 95.50 ± 0.20 | 95.8 | 95.3 | yes | 20-way |" in md
+    assert "Batch norm at test time: transductive" in md
+    assert md.count("(flat: no graph is kept beyond one task)") == 2
+    table["methods"]["maml"]["evaluation"]["20-way"]["eval_memory"]["growth_mib"] = 40.0
+    assert "+40.0 MiB (growing" in bench.render(table)
 
 
 def test_settings_map_to_the_model_that_serves_them():

@@ -98,6 +98,11 @@ def train_models(method: str, models: dict[str, str], runs: Path, data_root: str
             prov["command"] = " ".join(["python", *train_command(method, config, run, data_root, quick)[1:]])
             prov["threads"] = threads
             write_atomic(run / "provenance.json", json.dumps(prov, indent=1))
+        elif (run / "provenance.json").is_file():  # a killed run resumes: record when and at which commit
+            prov = json.loads((run / "provenance.json").read_text())
+            now = provenance()
+            prov.setdefault("resumed", []).append({k: now[k] for k in ("commit", "date", "load_average")})
+            write_atomic(run / "provenance.json", json.dumps(prov, indent=1))
         cmd = train_command(method, config, run, data_root, quick)
         print("$", " ".join(cmd[1:]), flush=True)
         pending.append((subprocess.Popen(cmd, cwd=ROOT, env=env), cmd))
@@ -236,7 +241,10 @@ def main() -> None:
 def _when(prov: dict) -> str:
     if "commit" in prov:
         threads = f", {prov['threads']} torch thread(s)" if prov.get("threads") else ""
-        return f"trained at commit {prov['commit']}, started {prov['date']} (load average {prov['load_average']}{threads})"
+        resumed = "".join(f"; resumed at commit {r['commit']}, {r['date']} (load average {r['load_average']})"
+                          for r in prov.get("resumed", []))
+        return (f"trained at commit {prov['commit']}, started {prov['date']} (load average {prov['load_average']}"
+                f"{threads}){resumed}")
     return f"{prov['note']}; finished {prov['finished']}"
 
 

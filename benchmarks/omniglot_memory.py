@@ -40,7 +40,10 @@ def trace_rss(run: Callable[[], Any], every_s: float = 0.02) -> tuple[Any, dict]
     finally:
         done.set()
         thread.join()
-    span = max(time.perf_counter() - start, 1e-9)
+    # One last reading after ``run`` returns: on a busy machine the sampling thread may have had no turn in the last
+    # tenth, and the state at the end is what "growth" has to see.
+    samples.append((time.perf_counter(), rss_mib()))
+    span = max(samples[-1][0] - start, 1e-9)
     peaks = [0.0] * 10
     for t, rss in samples:
         tenth = min(int(10 * (t - start) / span), 9)

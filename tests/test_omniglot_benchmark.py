@@ -44,13 +44,16 @@ def test_models_merge_per_setting_and_missing_settings_say_so():
     assert "| maml | 20w1s | not run yet | 95.8 | 95.3 |" in md
     assert "| maml | 5w1s | 98.00 ± 0.20 | 98.7 | 98.2 | no | 5-way |" in md
     assert "| maml | 5w5s | 99.60 ± 0.20 | 99.9 | 99.4 | yes | 5-way |" in md
-    bench.merge(table, "maml", {"20-way": _trained("20-way", 20)}, _evaluated({"20w1s": 95.5}, "20-way"), started, "")
+    resumed = _trained("20-way", 20)
+    resumed["provenance"]["resumed"] = [{"commit": "def", "date": "2026-11-23 09:00 UTC", "load_average": "1 / 1 / 1"}]
+    bench.merge(table, "maml", {"20-way": resumed}, _evaluated({"20w1s": 95.5}, "20-way"), started, "")
     results = table["methods"]["maml"]["results"]
     assert set(results) == {"5w1s", "5w5s", "20w1s"}  # the 5-way model's settings are kept
     assert set(table["methods"]["maml"]["evaluation"]) == {"5-way", "20-way"}
     md = bench.render(table)
     assert "| maml | 20w1s | 95.50 ± 0.20 | 95.8 | 95.3 | yes | 20-way |" in md
     assert "Batch norm at test time: transductive" in md
+    assert "started 2026-11-22 10:00 UTC (load average 0 / 0 / 0); resumed at commit def, 2026-11-23 09:00 UTC" in md
     assert md.count("(flat: no graph is kept beyond one task)") == 2
     table["methods"]["maml"]["evaluation"]["20-way"]["eval_memory"]["growth_mib"] = 40.0
     assert "+40.0 MiB (growing" in bench.render(table)

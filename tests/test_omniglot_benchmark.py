@@ -75,13 +75,18 @@ def test_memory_trace_tells_growth_from_flat(grow):
     kept = []
 
     def work():
+        import mmap
         import time
 
         for _ in range(40):
-            block = bytearray(4 * 2**20)  # 4 MiB, touched so that it is resident
+            # 4 MiB of anonymous memory, touched so that it is resident. mmap rather than bytearray: malloc keeps
+            # freed blocks (e.g. from the flat run) and hands them out again without RSS growth; munmap does not.
+            block = mmap.mmap(-1, 4 * 2**20)
             block[::4096] = b"x" * len(block[::4096])
             if grow:
                 kept.append(block)
+            else:
+                block.close()
             time.sleep(0.01)
         return "done"
 

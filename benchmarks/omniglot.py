@@ -4,13 +4,15 @@
     python benchmarks/omniglot.py --method maml               # 2 models (5-way, 20-way), up to 1 hour each
     python benchmarks/omniglot.py --method fomaml --models 5-way
     python benchmarks/omniglot.py --method anil --render-only # rewrite the md from the json
+    python benchmarks/omniglot.py --method maml --packaged    # re-evaluate the models fewzero/pretrained ships
 
 Each model is trained with ``fewzero train`` and a config in ``configs/``, then evaluated by the shared evaluator.
 ProtoNet trains a 1-shot and a 5-shot model (each serves both way settings, as in Snell et al. 2017); MAML, FOMAML
 and ANIL train a 5-way and a 20-way model on 1-shot tasks (each serves both shot settings: the head is tied to the
 number of ways). MAML, FOMAML and ANIL share one table, ``paper_results/omniglot_maml.{json,md}``; ProtoNet has
 ``omniglot_protonet``. Results are merged per setting, so the models of a table may be trained in separate runs of
-this script; each setting records the training run, commit and date behind it.
+this script; each setting records the training run, commit and date behind it. Gradient-based learners are reported
+at their training inner step size (Finn et al.'s protocol) and at one chosen per setting on validation episodes.
 
 Runs already finished under ``--runs`` are reused; a killed run is resumed. ``--threads`` sets torch's threads per
 training process: with ``--parallel``, the models of one method train side by side, one process each.
@@ -125,14 +127,43 @@ def train_models(method: str, models: dict[str, str], runs: Path, data_root: str
     return out
 
 
+def packaged_checkpoint(method: str, model: str) -> Path:
+    """The checkpoint ``fewzero eval`` ships for one model (see benchmarks/package_checkpoint.py)."""
+    suffix = "_20way" if model == "20-way" else "_5shot" if model == "5-shot" else ""
+    path = ROOT / "fewzero" / "pretrained" / f"{method}_omniglot{suffix}.pt"
+    if not path.is_file():
+        sys.exit(f"{_relative(path)} does not exist: train the {method} {model} model without --packaged")
+    return path
+
+
+def recorded_training(table_path: Path, method: str, models: dict[str, str]) -> dict[str, dict]:
+    """The training records the table keeps for ``models`` of ``method`` (for re-evaluating packaged models)."""
+    table = json.loads(table_path.read_text()) if table_path.is_file() else {}
+    recorded = table.get("methods", {}).get(method, {}).get("training", {})
+    missing = [model for model in models if model not in recorded]
+    if missing:
+        sys.exit(f"{_relative(table_path)} has no training record of {method} {', '.join(missing)}: "
+                 f"train it without --packaged")
+    return {model: recorded[model] for model in models}
+
+
+def _relative(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _wait(process: subprocess.Popen, cmd: list[str]) -> None:
     if process.wait() != 0:
         sys.exit(f"training failed ({process.returncode}): {' '.join(cmd[1:])}")
 
 
-def evaluate_models(method: str, models: list[str], runs: Path, data_root: str | None, episodes: int) -> dict:
-    """{setting: result} for the settings the given models serve, plus the evaluation's speed or memory record."""
+def evaluate_models(method: str, checkpoints: dict[str, Path], data_root: str | None, episodes: int,
+                    val_episodes: int = 200) -> dict:
+    """{setting: result} for the settings the given models ({model: checkpoint}) serve, plus the evaluation's speed
+    or memory record. A gradient-based learner is evaluated twice: with its training inner step size (Finn et al.'s
+    protocol) and with the step size chosen on ``val_episodes`` validation episodes of the same setting."""
     import torch
+    from inner_lr_selection import choose_test_inner_lr
     from omniglot_memory import trace_rss
 
     from fewzero.checkpoint import learner_from_checkpoint
@@ -140,12 +171,12 @@ def evaluate_models(method: str, models: list[str], runs: Path, data_root: str |
     from fewzero.learners.base import EmbeddingLearner
     from fewzero.train import episode_sampler, load_split
 
-    results, test_set, extra = {}, None, {}
+    results, test_set, val_set, extra = {}, None, None, {}
     for way, shot in SETTINGS:
         model = model_for(method, way, shot)
-        if model not in models:
+        if model not in checkpoints:
             continue
-        learner, config, _ = learner_from_checkpoint(run_dir(runs, method, model) / "best.pt")
+        learner, config, _ = learner_from_checkpoint(checkpoints[model])
         if test_set is None:
             test_set = load_split(config, config.test_subset, data_root)
         config.test_way, config.test_shot, config.test_query = way, shot, 15
@@ -156,10 +187,21 @@ def evaluate_models(method: str, models: list[str], runs: Path, data_root: str |
             report, memory = trace_rss(partial(evaluate, learner, test_set, sampler))
             extra["eval_memory"] = {"setting": f"{way}w{shot}s", "episodes": episodes, **memory}
         print(report, flush=True)
-        results[f"{way}w{shot}s"] = {
+        result = {
             "accuracy": report.accuracy, "ci95": report.ci95, "episodes": report.n_episodes, "f1": 100 * report.f1,
             "eval_seconds": report.seconds, "model": model, "test_inner_steps": getattr(learner, "test_inner_steps", None),
-            "batch_norm": getattr(learner, "batch_norm", None)}
+            "batch_norm": getattr(learner, "batch_norm", None), "checkpoint": _relative(checkpoints[model])}
+        if hasattr(learner, "test_inner_lr"):
+            if val_set is None:
+                val_set = load_split(config, config.val_subset, data_root)
+            chosen, scores = choose_test_inner_lr(learner, val_set, config, val_episodes)
+            result["training_inner_lr"] = {k: result[k] for k in ("accuracy", "ci95", "f1")} | {"lr": learner.inner_lr}
+            result["test_inner_lr"], result["validation"] = chosen, {"episodes": val_episodes, "accuracy": scores}
+            if chosen != learner.inner_lr:
+                report = evaluate(learner, test_set, sampler)
+                print(f"test_inner_lr {chosen:g} (chosen on validation): {report}", flush=True)
+                result.update({"accuracy": report.accuracy, "ci95": report.ci95, "f1": 100 * report.f1})
+        results[f"{way}w{shot}s"] = result
         if isinstance(learner, EmbeddingLearner) and (way, shot) == (5, 1):
             fast = evaluate(learner, test_set, sampler, progress=False)
             slow = evaluate(learner, test_set, sampler, progress=False, reuse_embeddings=False)
@@ -207,6 +249,9 @@ def main() -> None:
     parser.add_argument("--note", default="", help="conditions worth recording (e.g. other jobs on the machine)")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny training, results not written")
     parser.add_argument("--render-only", action="store_true", help="rewrite the md from the json and stop")
+    parser.add_argument("--packaged", action="store_true",
+                        help="evaluate the checkpoints shipped in fewzero/pretrained (trained by an earlier run of this "
+                             "script, whose training record the json keeps) instead of training")
     args = parser.parse_args()
 
     base = ROOT / "paper_results" / f"omniglot_{table_of(args.method)}"
@@ -222,8 +267,14 @@ def main() -> None:
         models = {m: c for m, c in models.items() if m in args.models.split(",")}
     started = provenance()
     runs = Path(args.runs) if not args.quick else Path(args.runs) / "quick"
-    trained = train_models(args.method, models, runs, args.data_root, args.quick, args.threads, args.parallel)
-    evaluated = evaluate_models(args.method, list(models), runs, args.data_root, 20 if args.quick else args.episodes)
+    if args.packaged:
+        trained = recorded_training(base.with_suffix(".json"), args.method, models)
+        checkpoints = {model: packaged_checkpoint(args.method, model) for model in models}
+    else:
+        trained = train_models(args.method, models, runs, args.data_root, args.quick, args.threads, args.parallel)
+        checkpoints = {model: run_dir(runs, args.method, model) / "best.pt" for model in models}
+    evaluated = evaluate_models(args.method, checkpoints, args.data_root, 20 if args.quick else args.episodes,
+                                10 if args.quick else 200)
     if args.quick:
         print(json.dumps({k: v for k, v in evaluated.items() if k != "results"}, indent=1))
         return
@@ -256,28 +307,48 @@ def _memory_verdict(growth_mib: float) -> str:
     return "flat: no graph is kept beyond one task" if growth_mib < 8 else "growing: memory is retained across tasks"
 
 
+INNER_LR_PROTOCOL = (
+    "Test-time inner step size: \"ours\" adapts with the step size chosen for that setting on 200 validation "
+    "episodes (Vinyals validation characters) from the training step size and five successive halves of it, a tie keeping the larger "
+    "(benchmarks/inner_lr_selection.py); \"ours at the training inner lr\" adapts with the training step size, as "
+    "Finn et al. do. Each model is meta-trained on 1-shot tasks and serves the 5-shot settings too, where the "
+    "training step size can overshoot. Reproduce a row with `fewzero eval --method M --way W --shot S "
+    "--set learner.test_inner_lr=LR`.")
+
+
 def render(table: dict) -> str:
     """The markdown of a results table (all its methods)."""
     methods = table.get("methods", {})
+    chosen_lr = any("training_inner_lr" in r for e in methods.values() for r in e["results"].values())
     lines = [f"# Omniglot few-shot accuracy: {', '.join(methods)}", "",
              (f"Vinyals split, test characters, {table.get('test_episodes')} fixed test episodes per setting, "
               f"{table.get('queries_per_class')} queries per class; accuracy in % with 95% confidence interval "
               "(1.96 * std / sqrt(N)). Every number below is written by `benchmarks/omniglot.py`."), "",
-             "| method | setting | ours | published | target | met | model | training time | tasks |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| method | setting | ours | " + ("ours at the training inner lr | test inner lr | " if chosen_lr else "")
+             + "published | target | met | model | training time | tasks |",
+             "| --- " * (11 if chosen_lr else 9) + "|"]
     for method, entry in methods.items():
         pub, target = entry["published"]["accuracy"], entry["target"]
         for way, shot in SETTINGS:
             key = f"{way}w{shot}s"
             r = entry["results"].get(key)
             if r is None:
-                lines.append(f"| {method} | {key} | not run yet | {pub[key]} | {target[key]} | | | | |")
+                lines.append(f"| {method} | {key} | not run yet | " + ("| | " if chosen_lr else "")
+                             + f"{pub[key]} | {target[key]} | | | | |")
                 continue
             train = entry["training"][r["model"]]
             met = "yes" if r["accuracy"] >= target[key] else "no"
-            lines.append(f"| {method} | {key} | {r['accuracy']:.2f} ± {r['ci95']:.2f} | {pub[key]} | {target[key]} | "
-                         f"{met} | {r['model']} | {train['train_seconds'] / 60:.1f} min | {train['episodes_done']} |")
+            lr_cells = ""
+            if chosen_lr:
+                base = r.get("training_inner_lr")
+                lr_cells = (f"{base['accuracy']:.2f} ± {base['ci95']:.2f} (lr {base['lr']:g}) | {r['test_inner_lr']:g} | "
+                            if base else "not measured | | ")
+            lines.append(f"| {method} | {key} | {r['accuracy']:.2f} ± {r['ci95']:.2f} | {lr_cells}{pub[key]} | "
+                         f"{target[key]} | {met} | {r['model']} | {train['train_seconds'] / 60:.1f} min | "
+                         f"{train['episodes_done']} |")
     lines.append("")
+    if chosen_lr:
+        lines += [INNER_LR_PROTOCOL, ""]
     modes = sorted({t["config"].get("learner", {}).get("batch_norm") for e in methods.values()
                     for t in e["training"].values()} - {None})
     if modes:

@@ -49,14 +49,25 @@ def build_learner(config: RunConfig, in_channels: int = 1) -> Learner:
     return LEARNERS.create(config.method, backbone=backbone, **config.learner)
 
 
-def learner_from_checkpoint(path: str | os.PathLike) -> tuple[Learner, RunConfig, dict[str, Any]]:
-    """(learner with the saved weights, its config, the saved metrics)."""
+def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str, Any] | None = None
+                            ) -> tuple[Learner, RunConfig, dict[str, Any]]:
+    """(learner with the saved weights, its config, the saved metrics).
+
+    ``learner_overrides`` replace learner settings saved with the model (e.g. ``{"test_inner_steps": 5}``);
+    one that changes the shape of the weights is refused.
+    """
     payload = load_checkpoint(path)
-    config = validate(payload["config"], f" of checkpoint {path}")
+    saved = payload["config"]
+    if learner_overrides:
+        saved = {**saved, "learner": {**saved.get("learner", {}), **learner_overrides}}
+    config = validate(saved, f" of checkpoint {path}")
     learner = build_learner(config, in_channels=int(payload.get("in_channels", 1)))
     try:
         learner.load_state_dict(payload["model"])
     except RuntimeError as exc:
+        if learner_overrides:
+            raise FewzeroError(f"learner settings {sorted(learner_overrides)} change the shape of the model in "
+                               f"{path}: drop them or train a new model") from None
         raise FewzeroError(f"checkpoint {path} does not match its config ({str(exc).splitlines()[0]}): "
                            f"train again") from None
     return learner, config, payload.get("metrics", {})

@@ -111,7 +111,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     config = load_config(args.method, args.dataset, args.config, overrides)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(
         config, data_root=args.data_root, progress=not args.quiet)
-    learner, trained_config, _ = learner_from_checkpoint(checkpoint)
+    # Learner settings given on the command line (--set learner.test_inner_steps=5) apply to the saved model.
+    learner_overrides = {key.split(".", 1)[1]: value for key, value in overrides.items() if key.startswith("learner.")}
+    learner, trained_config, _ = learner_from_checkpoint(checkpoint, learner_overrides)
     if trained_config.method != config.method:
         raise FewzeroError(f"{checkpoint} holds a {trained_config.method} model, not {config.method}: "
                            f"pass --method {trained_config.method} or another --checkpoint")

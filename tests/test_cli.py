@@ -57,6 +57,17 @@ def test_maml_eval_states_and_takes_the_batch_norm_mode(data_root, tmp_path, mod
     assert f"batch norm {mode} (" in result.stdout and "3 inner step(s), inner_lr 0.4" in result.stdout
 
 
+def test_eval_learner_settings_apply_to_the_saved_model(data_root, tmp_path):
+    config = load_config("anil", "omniglot")
+    path = save_checkpoint(tmp_path / "anil.pt", {"config": config.to_dict(), "model": build_learner(config).state_dict()})
+    result = run("eval", "--method", "anil", "--checkpoint", str(path), "--episodes", "5", "--quiet",
+                 "--set", "learner.test_inner_lr=0.05", "--set", "learner.test_inner_steps=2")
+    assert result.returncode == 0, result.stderr
+    assert "2 inner step(s), test_inner_lr 0.05 (meta-trained with inner_lr 0.4)" in result.stdout
+    assert_user_error(run("eval", "--method", "anil", "--checkpoint", str(path), "--set", "learner.n_way=20"),
+                      "learner settings ['n_way'] change the shape of the model")
+
+
 @pytest.mark.parametrize("args,fragments", [
     (["--method", "protonot"], ["unknown method 'protonot'", "protonet"]),
     (["--method", "protonet", "--dataset", "mnist"], ["unknown dataset 'mnist'"]),

@@ -97,6 +97,19 @@ def test_adapted_weights_are_one_sgd_step():
         np.testing.assert_allclose(got.numpy(), p - LR * gi, rtol=1e-12, atol=1e-12)
 
 
+def test_test_inner_lr_applies_in_eval_mode_only():
+    ep = episode()
+    learner = linear_maml()
+    learner.test_inner_lr, learner.test_inner_steps = 0.05, 1
+    params = [t.detach().numpy() for t in learner.meta_weights()]
+    g, _ = _gradient(params, ep.support_x.numpy(), ep.support_y.numpy())
+    for mode, lr in (("eval", 0.05), ("train", LR)):
+        getattr(learner, mode)().fit(ep.support_x, ep.support_y)
+        for got, p, gi in zip(learner.fast_weights_, params, g):
+            np.testing.assert_allclose(got.detach().numpy(), p - lr * gi, rtol=1e-12, atol=1e-12)
+    assert "test_inner_lr 0.05 (meta-trained with inner_lr 0.3)" in learner.eval().describe_adaptation()
+
+
 def test_first_order_drops_exactly_the_second_order_terms():
     """A ReLU unit that is dead on the support set but alive on the queries: the support loss does not depend on
     its weights, so their Hessian rows vanish and first- and second-order meta-gradients agree there, and only
@@ -213,6 +226,8 @@ def test_bad_input_is_a_one_line_error():
     cases = [
         (lambda: MAML(mlp(), inner_lr=0.0), "inner_lr must be > 0"),
         (lambda: MetaSGD(mlp(), inner_lr=-0.1), "inner_lr must be > 0"),
+        (lambda: fomaml(mlp(), test_inner_lr=-0.1), "test_inner_lr must be > 0"),
+        (lambda: MAML(mlp(), inner_lr="fast"), "inner_lr must be > 0, got 'fast'"),
         (lambda: MAML(mlp(), inner_steps=-1), "inner_steps must be an integer >= 0"),
         (lambda: Reptile(mlp(), test_inner_steps=-2), "test_inner_steps must be an integer >= 0"),
         (lambda: ANIL(Identity()), "no trainable parameters"),

@@ -59,6 +59,40 @@ def test_models_merge_per_setting_and_missing_settings_say_so():
     assert "+40.0 MiB (growing" in bench.render(table)
 
 
+def test_chosen_test_inner_lr_is_reported_beside_the_training_one():
+    bench = _script("omniglot")
+    started = {"command": "python benchmarks/omniglot.py", "commit": "abc", "date": "d", "machine": "m",
+               "load_average": "0"}
+    evaluated = _evaluated({"20w1s": 95.5, "20w5s": 97.1}, "20-way")
+    evaluated["results"]["20w5s"].update({"training_inner_lr": {"accuracy": 68.0, "ci95": 0.9, "f1": 60.0, "lr": 0.4},
+                                          "test_inner_lr": 0.05})
+    table: dict = {"test_episodes": 1000, "queries_per_class": 15}
+    md = bench.render(bench.merge(table, "anil", {"20-way": _trained("20-way", 20)}, evaluated, started, ""))
+    assert "| anil | 20w5s | 97.10 ± 0.20 | 68.00 ± 0.90 (lr 0.4) | 0.05 | 98.9 | 98.4 | no | 20-way |" in md
+    assert "| anil | 20w1s | 95.50 ± 0.20 | not measured | | 95.8 | 95.3 | yes |" in md
+    assert "chosen for that setting on 200 validation episodes" in md
+
+
+def test_inner_lr_grid_and_choice_on_validation(monkeypatch):
+    import fewzero.evaluate
+    import fewzero.train
+
+    selection = _script("inner_lr_selection")
+    assert selection.lr_grid(0.4) == [0.4, 0.2, 0.1, 0.05, 0.025, 0.0125]
+
+    class Learner:
+        inner_lr, test_inner_lr = 0.4, 0.4
+
+    accuracy = {0.4: 70.0, 0.2: 90.0, 0.1: 90.0, 0.05: 80.0}  # a tie keeps the larger step size
+    monkeypatch.setattr(fewzero.evaluate, "evaluate",
+                        lambda learner, *a, **k: type("Report", (), {"accuracy": accuracy[learner.test_inner_lr]}))
+    monkeypatch.setattr(fewzero.train, "episode_sampler", lambda *a: None)
+    learner = Learner()
+    chosen, scores = selection.choose_test_inner_lr(learner, None, None, 10)
+    assert chosen == 0.2 and learner.test_inner_lr == 0.2
+    assert scores == {"0.4": 70.0, "0.2": 90.0, "0.1": 90.0, "0.05": 80.0}
+
+
 def test_settings_map_to_the_model_that_serves_them():
     bench = _script("omniglot")
     assert [bench.model_for("maml", w, s) for w, s in bench.SETTINGS] == ["5-way", "5-way", "20-way", "20-way"]

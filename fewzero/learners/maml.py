@@ -40,6 +40,8 @@ class MAML(Learner):
         n_way: classes per episode: the head has ``n_way`` outputs and episodes must have that many ways.
         feature_dim: width of the backbone's output (64 for Conv4 on 28x28 images).
         inner_lr: step size of the inner-loop SGD.
+        test_inner_lr: step size in eval mode (``None``: same as ``inner_lr``). A model meta-trained on 1-shot tasks
+            may need a smaller one on 5-shot tasks; ``benchmarks/omniglot.py`` chooses it on validation classes.
         inner_steps: inner steps in train mode (meta-training).
         test_inner_steps: inner steps in eval mode (``None``: same as ``inner_steps``).
         first_order: drop the second-order terms of the meta-gradient.
@@ -50,11 +52,13 @@ class MAML(Learner):
 
     def __init__(self, backbone: nn.Module, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,
                  inner_steps: int = 1, test_inner_steps: int | None = 3, first_order: bool = False,
-                 batch_norm: str = "transductive"):
+                 batch_norm: str = "transductive", test_inner_lr: float | None = None):
         super().__init__()
         test_inner_steps = inner_steps if test_inner_steps is None else test_inner_steps
-        if not inner_lr > 0:
-            raise FewzeroError(f"inner_lr must be > 0, got {inner_lr}: set learner.inner_lr to a positive step size")
+        test_inner_lr = inner_lr if test_inner_lr is None else test_inner_lr
+        for name, value in (("inner_lr", inner_lr), ("test_inner_lr", test_inner_lr)):
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise FewzeroError(f"{name} must be > 0, got {value!r}: set learner.{name} to a positive step size")
         for name, value in (("inner_steps", inner_steps), ("test_inner_steps", test_inner_steps)):
             if int(value) != value or value < 0:
                 raise FewzeroError(f"{name} must be an integer >= 0, got {value!r}: set learner.{name}")
@@ -71,6 +75,7 @@ class MAML(Learner):
         self.head = nn.Linear(feature_dim, n_way)
         self.n_way, self.feature_dim = int(n_way), int(feature_dim)
         self.inner_lr, self.inner_steps, self.test_inner_steps = float(inner_lr), int(inner_steps), int(test_inner_steps)
+        self.test_inner_lr = float(test_inner_lr)
         self.first_order, self.batch_norm = bool(first_order), batch_norm
         self.fast_weights_: Weights | None = None
         self.norm_stats_: dict[str, torch.Tensor] | None = None
@@ -99,7 +104,8 @@ class MAML(Learner):
 
     def extra_repr(self) -> str:
         return (f"n_way={self.n_way}, inner_lr={self.inner_lr:g}, inner_steps={self.inner_steps}, "
-                f"test_inner_steps={self.test_inner_steps}, first_order={self.first_order}, "
+                f"test_inner_lr={self.test_inner_lr:g}, test_inner_steps={self.test_inner_steps}, "
+                f"first_order={self.first_order}, "
                 f"batch_norm={self.batch_norm!r}")
 
     # -- the pieces ---------------------------------------------------------------------------------------------
@@ -149,7 +155,7 @@ class MAML(Learner):
                 loss = loss_fn(weights)
                 if not math.isfinite(loss.item()):
                     raise FewzeroError(f"adaptation loss became {loss.item()} at inner step {step + 1} of {steps} "
-                                       f"({self.describe_lr()}): lower learner.inner_lr")
+                                       f"({self.describe_lr(test=not self.training)}): lower learner.{self.lr_setting()}")
                 grads = torch.autograd.grad(loss, weights, create_graph=create_graph)
                 weights = self.step(weights, grads)
                 if not differentiable:
@@ -157,8 +163,9 @@ class MAML(Learner):
         return weights if differentiable else [w.detach() for w in weights]
 
     def step(self, weights: Weights, grads: tuple[torch.Tensor, ...]) -> Weights:
-        """One SGD step: w - inner_lr * g."""
-        return [same_strides(w, torch.add(w, g, alpha=-self.inner_lr)) for w, g in zip(weights, grads)]
+        """One SGD step: w - lr * g, with ``inner_lr`` in train mode and ``test_inner_lr`` in eval mode."""
+        lr = self.inner_lr if self.training else self.test_inner_lr
+        return [same_strides(w, torch.add(w, g, alpha=-lr)) for w, g in zip(weights, grads)]
 
     def describe_adaptation(self) -> str:
         """One line for reports: test-time inner loop and batch-norm mode."""
@@ -167,8 +174,15 @@ class MAML(Learner):
         return (f"test-time adaptation: {self.test_inner_steps} inner step(s), {self.describe_lr()}; batch norm "
                 f"{self.batch_norm} ({statistics}; --batch-norm chooses)")
 
-    def describe_lr(self) -> str:
-        return f"inner_lr {self.inner_lr:g}"
+    def describe_lr(self, test: bool = True) -> str:
+        """The inner step size at test time (``test``) or in meta-training, for reports and errors."""
+        if not test or self.test_inner_lr == self.inner_lr:
+            return f"inner_lr {self.inner_lr:g}"
+        return f"test_inner_lr {self.test_inner_lr:g} (meta-trained with inner_lr {self.inner_lr:g})"
+
+    def lr_setting(self) -> str:
+        """The config key of the step size in use (for error messages)."""
+        return "inner_lr" if self.training else "test_inner_lr"
 
     def check_ways(self, support_y: torch.Tensor) -> None:
         n_way = check_support_labels(support_y)
@@ -192,7 +206,8 @@ def same_strides(reference: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 @LEARNERS.register("fomaml")
 def fomaml(backbone: nn.Module, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4, inner_steps: int = 1,
-           test_inner_steps: int | None = 3, batch_norm: str = "transductive") -> MAML:
+           test_inner_steps: int | None = 3, batch_norm: str = "transductive", test_inner_lr: float | None = None
+           ) -> MAML:
     """First-order MAML: ``MAML(..., first_order=True)``."""
     return MAML(backbone, n_way=n_way, feature_dim=feature_dim, inner_lr=inner_lr, inner_steps=inner_steps,
-                test_inner_steps=test_inner_steps, first_order=True, batch_norm=batch_norm)
+                test_inner_steps=test_inner_steps, first_order=True, batch_norm=batch_norm, test_inner_lr=test_inner_lr)

@@ -28,6 +28,9 @@ class MetaSGD(MAML):
     def step(self, weights: Weights, grads: tuple[torch.Tensor, ...]) -> Weights:
         return [same_strides(w, torch.addcmul(w, lr, g, value=-1.0)) for w, lr, g in zip(weights, self.inner_lrs, grads)]
 
-    def describe_lr(self) -> str:
+    def lr_setting(self) -> str:
+        return "inner_lr"  # the initial value of the learned rates, in train and eval mode alike
+
+    def describe_lr(self, test: bool = True) -> str:
         lrs = torch.cat([lr.detach().flatten() for lr in self.inner_lrs])
         return f"learned inner learning rates in [{lrs.min().item():g}, {lrs.max().item():g}], initial {self.inner_lr:g}"

@@ -309,8 +309,9 @@ def _memory_verdict(growth_mib: float) -> str:
 
 INNER_LR_PROTOCOL = (
     "Test-time inner step size: \"ours\" adapts with the step size chosen for that setting on 200 validation "
-    "episodes (Vinyals validation characters) from the training step size and five successive halves of it, a tie keeping the larger "
-    "(benchmarks/inner_lr_selection.py); \"ours at the training inner lr\" adapts with the training step size, as "
+    "episodes (Vinyals validation characters) from the training step size and five successive halves of it, a tie "
+    "keeping the larger (benchmarks/inner_lr_selection.py); \"ours at the training inner lr\" adapts with the "
+    "training step size, as "
     "Finn et al. do. Each model is meta-trained on 1-shot tasks and serves the 5-shot settings too, where the "
     "training step size can overshoot. Reproduce a row with `fewzero eval --method M --way W --shot S "
     "--set learner.test_inner_lr=LR`.")

@@ -83,14 +83,14 @@ def test_inner_lr_grid_and_choice_on_validation(monkeypatch):
     class Learner:
         inner_lr, test_inner_lr = 0.4, 0.4
 
-    accuracy = {0.4: 70.0, 0.2: 90.0, 0.1: 90.0, 0.05: 80.0}  # a tie keeps the larger step size
+    accuracy = {0.4: 70.0, 0.2: 90.0, 0.1: 90.0, 0.05: 80.0, 0.025: 60.0, 0.0125: 50.0}  # a tie keeps the larger
     monkeypatch.setattr(fewzero.evaluate, "evaluate",
                         lambda learner, *a, **k: type("Report", (), {"accuracy": accuracy[learner.test_inner_lr]}))
     monkeypatch.setattr(fewzero.train, "episode_sampler", lambda *a: None)
     learner = Learner()
     chosen, scores = selection.choose_test_inner_lr(learner, None, None, 10)
     assert chosen == 0.2 and learner.test_inner_lr == 0.2
-    assert scores == {"0.4": 70.0, "0.2": 90.0, "0.1": 90.0, "0.05": 80.0}
+    assert scores == {f"{lr:g}": acc for lr, acc in accuracy.items()}
 
 
 def test_settings_map_to_the_model_that_serves_them():

@@ -128,11 +128,12 @@ def train_models(method: str, models: dict[str, str], runs: Path, data_root: str
 
 
 def packaged_checkpoint(method: str, model: str) -> Path:
-    """The checkpoint ``fewzero eval`` ships for one model (see benchmarks/package_checkpoint.py)."""
-    suffix = "_20way" if model == "20-way" else "_5shot" if model == "5-shot" else ""
-    path = ROOT / "fewzero" / "pretrained" / f"{method}_omniglot{suffix}.pt"
-    if not path.is_file():
-        sys.exit(f"{_relative(path)} does not exist: train the {method} {model} model without --packaged")
+    """The checkpoint ``fewzero eval`` ships for one model (named as ``fewzero.pretrained`` looks them up)."""
+    from fewzero.pretrained import PACKAGED
+
+    path = PACKAGED / {"20-way": f"{method}_omniglot_20way.pt"}.get(model, f"{method}_omniglot.pt")
+    if model == "5-shot" or not path.is_file():  # only ProtoNet's 1-shot model ships as protonet_omniglot.pt
+        sys.exit(f"fewzero/pretrained ships no {method} {model} model: train it without --packaged")
     return path
 
 
@@ -177,6 +178,8 @@ def evaluate_models(method: str, checkpoints: dict[str, Path], data_root: str | 
         if model not in checkpoints:
             continue
         learner, config, _ = learner_from_checkpoint(checkpoints[model])
+        if hasattr(learner, "test_inner_lr"):  # the first evaluation is at the training step size
+            learner.test_inner_lr = learner.inner_lr
         if test_set is None:
             test_set = load_split(config, config.test_subset, data_root)
         config.test_way, config.test_shot, config.test_query = way, shot, 15

@@ -53,15 +53,26 @@ TARGET.update({m: {k: round(v - TARGET_GAP, 1) for k, v in PUBLISHED[m]["accurac
 
 
 def models_of(method: str) -> dict[str, str]:
-    """{model name: config path} of ``method``."""
+    """{model name: config path} of ``method``. A MAML-family method has a 5-way and a 20-way model, meta-trained
+    on 1-shot tasks, and a ``<way>-way-<shot>-shot`` model for each ``configs/<method>_omniglot_<way>way_<shot>shot.yaml``
+    there is (meta-trained on those tasks, as Finn et al. do for every setting)."""
     if method == "protonet":
         return {"1-shot": "configs/protonet_omniglot.yaml", "5-shot": "configs/protonet_omniglot_5shot.yaml"}
-    return {"5-way": f"configs/{method}_omniglot.yaml", "20-way": f"configs/{method}_omniglot_20way.yaml"}
+    models = {"5-way": f"configs/{method}_omniglot.yaml", "20-way": f"configs/{method}_omniglot_20way.yaml"}
+    for way, shot in SETTINGS:
+        config = f"configs/{method}_omniglot_{way}way_{shot}shot.yaml"
+        if (ROOT / config).is_file():
+            models[f"{way}-way-{shot}-shot"] = config
+    return models
 
 
 def model_for(method: str, way: int, shot: int) -> str:
-    """Which model of ``method`` serves the ``way``-way ``shot``-shot setting."""
-    return f"{shot}-shot" if method == "protonet" else f"{way}-way"
+    """Which model of ``method`` serves the ``way``-way ``shot``-shot setting: the one meta-trained on that setting
+    if there is one, else the model for that number of ways (ProtoNet: the model for that number of shots)."""
+    if method == "protonet":
+        return f"{shot}-shot"
+    specific = f"{way}-way-{shot}-shot"
+    return specific if specific in models_of(method) else f"{way}-way"
 
 
 def table_of(method: str) -> str:
@@ -129,12 +140,17 @@ def train_models(method: str, models: dict[str, str], runs: Path, data_root: str
 
 def packaged_checkpoint(method: str, model: str) -> Path:
     """The checkpoint ``fewzero eval`` ships for one model (named as ``fewzero.pretrained`` looks them up)."""
-    from fewzero.pretrained import PACKAGED
+    from fewzero.pretrained import PACKAGED, shipped_name
 
-    path = PACKAGED / {"20-way": f"{method}_omniglot_20way.pt"}.get(model, f"{method}_omniglot.pt")
-    if model == "5-shot" or not path.is_file():  # only ProtoNet's 1-shot model ships as protonet_omniglot.pt
+    if method == "protonet":  # only ProtoNet's 1-shot model ships, as protonet_omniglot.pt
+        stem = shipped_name(method, "omniglot") if model == "1-shot" else None
+    else:  # "5-way" ships as <method>_omniglot.pt, "20-way" as ..._20way.pt, "20-way-5-shot" as ..._20way_5shot.pt
+        parts = model.split("-")
+        way, shot = int(parts[0]), (int(parts[2]) if len(parts) == 4 else None)
+        stem = shipped_name(method, "omniglot", None if (way, shot) == (5, None) else way, shot)
+    if stem is None or not (PACKAGED / f"{stem}.pt").is_file():
         sys.exit(f"fewzero/pretrained ships no {method} {model} model: train it without --packaged")
-    return path
+    return PACKAGED / f"{stem}.pt"
 
 
 def recorded_training(table_path: Path, method: str, models: dict[str, str]) -> dict[str, dict]:

@@ -2,6 +2,7 @@
 
     python benchmarks/package_checkpoint.py runs/benchmark/protonet_1shot
     python benchmarks/package_checkpoint.py runs/benchmark/maml_20way --per-way    # maml_omniglot_20way.pt
+    python benchmarks/package_checkpoint.py runs/benchmark/maml_20way5shot --per-way --per-shot  # ..._20way_5shot.pt
 
 Copies ``<run>/best.pt`` (written by ``fewzero train``) to ``fewzero/pretrained/<method>_<dataset>.pt`` and writes
 ``<method>_<dataset>.md`` beside it with the training command, config and metrics, all read from the run.
@@ -17,7 +18,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, write_atomic  # noqa: E402
+from provenance import write_atomic  # noqa: E402
 
 MAX_BYTES = 1_000_000
 
@@ -28,9 +29,15 @@ def main() -> None:
     parser.add_argument("--per-way", action="store_true",
                         help="ship as <method>_<dataset>_<way>way.pt, trained with configs/<that name>.yaml "
                              "(the model `fewzero eval --way <way>` picks for learners tied to a number of ways)")
+    parser.add_argument("--per-shot", action="store_true",
+                        help="with --per-way: ship as <method>_<dataset>_<way>way_<shot>shot.pt, the model "
+                             "`fewzero eval --way <way> --shot <shot>` picks")
     args = parser.parse_args()
+    if args.per_shot and not args.per_way:
+        parser.error("--per-shot needs --per-way: a model for one number of shots is also for one number of ways")
 
     from fewzero.checkpoint import load_checkpoint
+    from fewzero.pretrained import PACKAGED, shipped_name
 
     payload = load_checkpoint(args.run / "best.pt")
     metrics = json.loads((args.run / "metrics.json").read_text())
@@ -40,8 +47,9 @@ def main() -> None:
         sys.exit(f"{args.run / 'best.pt'} is {size} bytes: packaged checkpoints must stay under 1 MB")
     prov_path = args.run / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
-    name = f"{config['method']}_{config['dataset']}" + (f"_{config['train_way']}way" if args.per_way else "")
-    dest = ROOT / "fewzero" / "pretrained" / f"{name}.pt"
+    name = shipped_name(config["method"], config["dataset"], config["train_way"] if args.per_way else None,
+                        config["train_shot"] if args.per_shot else None)
+    dest = PACKAGED / f"{name}.pt"
     shutil.copyfile(args.run / "best.pt", dest)
     lines = [f"# `{name}.pt`", "",
              "The default checkpoint of `fewzero eval --method {} --dataset {}`, produced by:".format(

@@ -95,7 +95,10 @@ def test_inner_lr_grid_and_choice_on_validation(monkeypatch):
 
 def test_settings_map_to_the_model_that_serves_them():
     bench = _script("omniglot")
-    assert [bench.model_for("maml", w, s) for w, s in bench.SETTINGS] == ["5-way", "5-way", "20-way", "20-way"]
+    assert [bench.model_for("fomaml", w, s) for w, s in bench.SETTINGS] == ["5-way", "5-way", "20-way", "20-way"]
+    # a model meta-trained on 20-way 5-shot tasks serves that setting
+    assert [bench.model_for("maml", w, s) for w, s in bench.SETTINGS] == ["5-way", "5-way", "20-way", "20-way-5-shot"]
+    assert bench.models_of("maml")["20-way-5-shot"] == "configs/maml_omniglot_20way_5shot.yaml"
     assert [bench.model_for("protonet", w, s) for w, s in bench.SETTINGS] == ["1-shot", "5-shot", "1-shot", "5-shot"]
     for method in ("maml", "fomaml", "anil"):
         assert bench.table_of(method) == "maml"
@@ -130,3 +133,19 @@ def test_memory_trace_tells_growth_from_flat(grow):
         assert trace["growth_mib"] > 100  # 160 MiB kept over the run
     else:
         assert abs(trace["growth_mib"]) < 20
+
+
+def test_packaged_models_are_found_under_the_names_fewzero_eval_uses(tmp_path, monkeypatch):
+    import fewzero.pretrained as pretrained
+
+    bench = _script("omniglot")
+    monkeypatch.setattr(pretrained, "PACKAGED", tmp_path)
+    for stem in ("protonet_omniglot", "maml_omniglot", "maml_omniglot_20way", "maml_omniglot_20way_5shot"):
+        (tmp_path / f"{stem}.pt").write_bytes(b"")
+    named = {model: bench.packaged_checkpoint("maml", model).name for model in ("5-way", "20-way", "20-way-5-shot")}
+    assert named == {"5-way": "maml_omniglot.pt", "20-way": "maml_omniglot_20way.pt",
+                     "20-way-5-shot": "maml_omniglot_20way_5shot.pt"}
+    assert bench.packaged_checkpoint("protonet", "1-shot").name == "protonet_omniglot.pt"
+    for method, model in (("protonet", "5-shot"), ("anil", "20-way")):
+        with pytest.raises(SystemExit, match=f"ships no {method} {model} model"):
+            bench.packaged_checkpoint(method, model)

@@ -2,7 +2,9 @@
 
 A shipped ``<method>_<dataset>.pt`` is produced by ``fewzero train`` with ``configs/<method>_<dataset>.yaml``;
 the command that made it is recorded in ``<method>_<dataset>.md`` beside it. Learners whose head is tied to the
-number of ways (the MAML family) may also ship ``<method>_<dataset>_<way>way.pt``, used for ``--way <way>``.
+number of ways (the MAML family) may also ship ``<method>_<dataset>_<way>way.pt``, used for ``--way <way>``, and
+``<method>_<dataset>_<way>way_<shot>shot.pt``, a model meta-trained on ``<shot>``-shot tasks, used for
+``--way <way> --shot <shot>`` (the most specific shipped model wins).
 """
 from __future__ import annotations
 
@@ -14,12 +16,30 @@ from fewzero.paths import user_cache_dir
 PACKAGED = Path(__file__).parent
 
 
+def shipped_name(method: str, dataset: str, way: int | None = None, shot: int | None = None) -> str:
+    """The file stem a model ships under: ``<method>_<dataset>[_<way>way[_<shot>shot]]``."""
+    if shot is not None and way is None:
+        raise ValueError("a per-shot model is also per-way: give way too")
+    return (f"{method}_{dataset}" + (f"_{way}way" if way is not None else "")
+            + (f"_{shot}shot" if shot is not None else ""))
+
+
+def shipped_checkpoint(config: RunConfig) -> Path | None:
+    """The most specific checkpoint shipped for ``config``'s method, dataset and test episode shape, if any."""
+    method, dataset, way, shot = config.method, config.dataset, config.test_way, config.test_shot
+    for stem in (shipped_name(method, dataset, way, shot), shipped_name(method, dataset, way),
+                 shipped_name(method, dataset)):
+        if (PACKAGED / f"{stem}.pt").is_file():
+            return PACKAGED / f"{stem}.pt"
+    return None
+
+
 def default_checkpoint(config: RunConfig, data_root: str | None = None, progress: bool = True) -> Path:
     """The checkpoint ``fewzero eval`` uses for ``(config.method, config.dataset)`` when none is given."""
-    name = f"{config.method}_{config.dataset}"
-    for shipped in (PACKAGED / f"{name}_{config.test_way}way.pt", PACKAGED / f"{name}.pt"):
-        if shipped.is_file():
-            return shipped
+    shipped = shipped_checkpoint(config)
+    if shipped is not None:
+        return shipped
+    name = shipped_name(config.method, config.dataset)
     run = user_cache_dir() / "checkpoints" / name
     if (run / "best.pt").is_file() and not (run / "last.pt").is_file():
         return run / "best.pt"

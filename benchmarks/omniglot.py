@@ -24,6 +24,7 @@ import datetime
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -121,8 +122,14 @@ def train_models(method: str, models: dict[str, str], runs: Path, data_root: str
         pending.append((subprocess.Popen(cmd, cwd=ROOT, env=env), cmd))
         if not parallel:
             _wait(*pending.pop())
-    for process, cmd in pending:
-        _wait(process, cmd)
+    try:
+        for process, cmd in pending:
+            _wait(process, cmd)
+    except BaseException:  # interrupted while the models train side by side: stop the others too
+        for process, _ in pending:
+            if process.poll() is None:
+                process.terminate()
+        raise
     out = {}
     for model, config in models.items():
         run = run_dir(runs, method, model)
@@ -170,8 +177,16 @@ def _relative(path: Path) -> str:
 
 
 def _wait(process: subprocess.Popen, cmd: list[str]) -> None:
-    if process.wait() != 0:
-        sys.exit(f"training failed ({process.returncode}): {' '.join(cmd[1:])}")
+    """Wait for a training process; if this script is interrupted or killed meanwhile, stop the training too (it
+    resumes from its last saved ``last.pt`` when the script runs again) rather than leave it running unobserved."""
+    try:
+        returncode = process.wait()
+    except BaseException:
+        process.terminate()
+        process.wait()
+        raise
+    if returncode != 0:
+        sys.exit(f"training failed ({returncode}): {' '.join(cmd[1:])}")
 
 
 def evaluate_models(method: str, checkpoints: dict[str, Path], data_root: str | None, episodes: int,
@@ -256,7 +271,12 @@ def locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    sys.exit(f"omniglot.py: stopped by signal {signum}")  # unwinds through _wait, which stops the training
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", default="protonet", choices=sorted(PUBLISHED))
     parser.add_argument("--models", default=None, help="comma-separated subset of the method's models, e.g. 5-way")

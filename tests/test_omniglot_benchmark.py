@@ -149,3 +149,34 @@ def test_packaged_models_are_found_under_the_names_fewzero_eval_uses(tmp_path, m
     for method, model in (("protonet", "5-shot"), ("anil", "20-way")):
         with pytest.raises(SystemExit, match=f"ships no {method} {model} model"):
             bench.packaged_checkpoint(method, model)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_interrupting_the_benchmark_stops_its_training_processes(tmp_path, monkeypatch, parallel):
+    """Killing benchmarks/omniglot.py must not leave `fewzero train` running with no one to evaluate it."""
+    bench = _script("omniglot")
+    started = []
+
+    class Training:  # stands in for subprocess.Popen: the first wait is interrupted (Ctrl-C or SIGTERM)
+        def __init__(self, cmd, **kwargs):
+            self.terminated, self.returncode = False, None
+            started.append(self)
+
+        def wait(self):
+            if self.returncode is None and not self.terminated:
+                raise KeyboardInterrupt
+            return self.returncode
+
+        def poll(self):
+            return self.returncode
+
+        def terminate(self):
+            self.terminated, self.returncode = True, -15
+
+    monkeypatch.setattr(bench.subprocess, "Popen", Training)
+    monkeypatch.setattr(bench, "provenance", lambda: {"commit": "abc", "date": "now", "load_average": "0"})
+    models = {"5-way": "configs/maml_omniglot.yaml", "20-way": "configs/maml_omniglot_20way.yaml"}
+    with pytest.raises(KeyboardInterrupt):
+        bench.train_models("maml", models, tmp_path, None, quick=False, threads=1, parallel=parallel)
+    assert len(started) == (2 if parallel else 1)
+    assert all(process.terminated for process in started)

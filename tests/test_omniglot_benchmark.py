@@ -93,12 +93,17 @@ def test_inner_lr_grid_and_choice_on_validation(monkeypatch):
     assert scores == {f"{lr:g}": acc for lr, acc in accuracy.items()}
 
 
-def test_settings_map_to_the_model_that_serves_them():
+def test_settings_map_to_the_model_that_serves_them(tmp_path, monkeypatch):
     bench = _script("omniglot")
-    assert [bench.model_for("fomaml", w, s) for w, s in bench.SETTINGS] == ["5-way", "5-way", "20-way", "20-way"]
-    # a model meta-trained on 20-way 5-shot tasks serves that setting
+    assert [bench.model_for("maml", w, s) for w, s in bench.SETTINGS] == ["5-way", "5-way", "20-way", "20-way"]
+    # where a config meta-trains a model on one setting, that model serves the setting
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "maml_omniglot_20way_5shot.yaml").write_text("method: maml\n")
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
     assert [bench.model_for("maml", w, s) for w, s in bench.SETTINGS] == ["5-way", "5-way", "20-way", "20-way-5-shot"]
     assert bench.models_of("maml")["20-way-5-shot"] == "configs/maml_omniglot_20way_5shot.yaml"
+    assert bench.model_for("anil", 20, 5) == "20-way"
+    monkeypatch.undo()
     assert [bench.model_for("protonet", w, s) for w, s in bench.SETTINGS] == ["1-shot", "5-shot", "1-shot", "5-shot"]
     for method in ("maml", "fomaml", "anil"):
         assert bench.table_of(method) == "maml"

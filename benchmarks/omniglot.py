@@ -53,18 +53,25 @@ TARGET.update({m: {k: round(v - TARGET_GAP, 1) for k, v in PUBLISHED[m]["accurac
                for m in ("maml", "fomaml", "anil")})
 
 
-def models_of(method: str) -> dict[str, str]:
-    """{model name: config path} of ``method``. A MAML-family method has a 5-way and a 20-way model, meta-trained
-    on 1-shot tasks, and a ``<way>-way-<shot>-shot`` model for each ``configs/<method>_omniglot_<way>way_<shot>shot.yaml``
-    there is (meta-trained on those tasks, as Finn et al. do for every setting)."""
+def model_stems(method: str) -> dict[str, str]:
+    """{model name: file stem} of every model ``method`` can have: its config is ``configs/<stem>.yaml`` and it ships
+    as ``fewzero/pretrained/<stem>.pt``. A MAML-family method has a 5-way and a 20-way model, meta-trained on 1-shot
+    tasks, and may have a ``<way>-way-<shot>-shot`` model meta-trained on one setting (as Finn et al. do)."""
+    from fewzero.pretrained import shipped_name
+
     if method == "protonet":
-        return {"1-shot": "configs/protonet_omniglot.yaml", "5-shot": "configs/protonet_omniglot_5shot.yaml"}
-    models = {"5-way": f"configs/{method}_omniglot.yaml", "20-way": f"configs/{method}_omniglot_20way.yaml"}
-    for way, shot in SETTINGS:
-        config = f"configs/{method}_omniglot_{way}way_{shot}shot.yaml"
-        if (ROOT / config).is_file():
-            models[f"{way}-way-{shot}-shot"] = config
-    return models
+        return {"1-shot": "protonet_omniglot", "5-shot": "protonet_omniglot_5shot"}
+    stems = {"5-way": shipped_name(method, "omniglot"), "20-way": shipped_name(method, "omniglot", 20)}
+    stems.update({f"{way}-way-{shot}-shot": shipped_name(method, "omniglot", way, shot) for way, shot in SETTINGS})
+    return stems
+
+
+def models_of(method: str) -> dict[str, str]:
+    """{model name: config path} of ``method``: its 5-way and 20-way (ProtoNet: 1-shot and 5-shot) models, and a
+    model for one setting wherever ``configs/<method>_omniglot_<way>way_<shot>shot.yaml`` exists."""
+    configs = {model: f"configs/{stem}.yaml" for model, stem in model_stems(method).items()}
+    return {model: config for model, config in configs.items()
+            if "-way-" not in model or (ROOT / config).is_file()}  # "20-way-5-shot": a model for one setting
 
 
 def model_for(method: str, way: int, shot: int) -> str:
@@ -99,36 +106,40 @@ def train_command(method: str, config: str, run: Path, data_root: str | None, qu
 
 def train_models(method: str, models: dict[str, str], runs: Path, data_root: str | None, quick: bool,
                  threads: int | None, parallel: bool) -> dict[str, dict]:
-    """Train (or reuse, or resume) every model with the real CLI; return {model: metrics with provenance}."""
+    """Train (or reuse, or resume) every model with the real CLI; return {model: metrics with provenance}.
+
+    If this script is interrupted (Ctrl-C, SIGTERM) or a training fails, the training still running is stopped
+    rather than left unobserved; it resumes from its last saved ``last.pt`` when the script runs again."""
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    pending = []
-    for model, config in models.items():
-        run = run_dir(runs, method, model)
-        if (run / "metrics.json").is_file() and not (quick and (run / "last.pt").is_file()):
-            continue
-        if not (run / "last.pt").is_file():
-            run.mkdir(parents=True, exist_ok=True)
-            prov = provenance()
-            prov["command"] = " ".join(["python", *train_command(method, config, run, data_root, quick)[1:]])
-            prov["threads"] = threads
-            write_atomic(run / "provenance.json", json.dumps(prov, indent=1))
-        elif (run / "provenance.json").is_file():  # a killed run resumes: record when and at which commit
-            prov = json.loads((run / "provenance.json").read_text())
-            now = provenance()
-            prov.setdefault("resumed", []).append({k: now[k] for k in ("commit", "date", "load_average")})
-            write_atomic(run / "provenance.json", json.dumps(prov, indent=1))
-        cmd = train_command(method, config, run, data_root, quick)
-        print("$", " ".join(cmd[1:]), flush=True)
-        pending.append((subprocess.Popen(cmd, cwd=ROOT, env=env), cmd))
-        if not parallel:
-            _wait(*pending.pop())
+    started: list[tuple[subprocess.Popen, list[str]]] = []
     try:
-        for process, cmd in pending:
+        for model, config in models.items():
+            run = run_dir(runs, method, model)
+            if (run / "metrics.json").is_file() and not (quick and (run / "last.pt").is_file()):
+                continue
+            if not (run / "last.pt").is_file():
+                run.mkdir(parents=True, exist_ok=True)
+                prov = provenance()
+                prov["command"] = " ".join(["python", *train_command(method, config, run, data_root, quick)[1:]])
+                prov["threads"] = threads
+                write_atomic(run / "provenance.json", json.dumps(prov, indent=1))
+            elif (run / "provenance.json").is_file():  # a killed run resumes: record when and at which commit
+                prov = json.loads((run / "provenance.json").read_text())
+                now = provenance()
+                prov.setdefault("resumed", []).append({k: now[k] for k in ("commit", "date", "load_average")})
+                write_atomic(run / "provenance.json", json.dumps(prov, indent=1))
+            cmd = train_command(method, config, run, data_root, quick)
+            print("$", " ".join(cmd[1:]), flush=True)
+            started.append((subprocess.Popen(cmd, cwd=ROOT, env=env), cmd))
+            if not parallel:
+                _wait(*started[-1])
+        for process, cmd in started:  # side by side: wait for all (a finished one returns at once)
             _wait(process, cmd)
-    except BaseException:  # interrupted while the models train side by side: stop the others too
-        for process, _ in pending:
+    except BaseException:
+        for process, _ in started:
             if process.poll() is None:
                 process.terminate()
+                process.wait()
         raise
     out = {}
     for model, config in models.items():
@@ -147,17 +158,12 @@ def train_models(method: str, models: dict[str, str], runs: Path, data_root: str
 
 def packaged_checkpoint(method: str, model: str) -> Path:
     """The checkpoint ``fewzero eval`` ships for one model (named as ``fewzero.pretrained`` looks them up)."""
-    from fewzero.pretrained import PACKAGED, shipped_name
+    from fewzero.pretrained import PACKAGED
 
-    if method == "protonet":  # only ProtoNet's 1-shot model ships, as protonet_omniglot.pt
-        stem = shipped_name(method, "omniglot") if model == "1-shot" else None
-    else:  # "5-way" ships as <method>_omniglot.pt, "20-way" as ..._20way.pt, "20-way-5-shot" as ..._20way_5shot.pt
-        parts = model.split("-")
-        way, shot = int(parts[0]), (int(parts[2]) if len(parts) == 4 else None)
-        stem = shipped_name(method, "omniglot", None if (way, shot) == (5, None) else way, shot)
-    if stem is None or not (PACKAGED / f"{stem}.pt").is_file():
+    path = PACKAGED / f"{model_stems(method)[model]}.pt"
+    if not path.is_file():  # e.g. ProtoNet ships its 1-shot model only
         sys.exit(f"fewzero/pretrained ships no {method} {model} model: train it without --packaged")
-    return PACKAGED / f"{stem}.pt"
+    return path
 
 
 def recorded_training(table_path: Path, method: str, models: dict[str, str]) -> dict[str, dict]:
@@ -177,16 +183,8 @@ def _relative(path: Path) -> str:
 
 
 def _wait(process: subprocess.Popen, cmd: list[str]) -> None:
-    """Wait for a training process; if this script is interrupted or killed meanwhile, stop the training too (it
-    resumes from its last saved ``last.pt`` when the script runs again) rather than leave it running unobserved."""
-    try:
-        returncode = process.wait()
-    except BaseException:
-        process.terminate()
-        process.wait()
-        raise
-    if returncode != 0:
-        sys.exit(f"training failed ({returncode}): {' '.join(cmd[1:])}")
+    if process.wait() != 0:
+        sys.exit(f"training failed ({process.returncode}): {' '.join(cmd[1:])}")
 
 
 def evaluate_models(method: str, checkpoints: dict[str, Path], data_root: str | None, episodes: int,
@@ -272,7 +270,7 @@ def locked(path: Path):
 
 
 def _exit_on_sigterm(signum, frame) -> None:
-    sys.exit(f"omniglot.py: stopped by signal {signum}")  # unwinds through _wait, which stops the training
+    sys.exit(f"omniglot.py: stopped by signal {signum}")  # unwinds through train_models, which stops the training
 
 
 def main() -> None:

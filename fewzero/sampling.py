@@ -39,14 +39,19 @@ class EpisodeSampler(Sampler[list[int]]):
         seed: episodes depend only on ``(seed, episode index)``.
         start: index of the first episode (to resume training mid-way).
         class_names: optional names for error messages.
+        rank, world: yield only episodes ``i`` with ``i % world == rank`` (one worker's share of data-parallel
+            training; see ``fewzero.parallel``).
     """
 
     def __init__(self, labels: Sequence[int] | np.ndarray | torch.Tensor, n_way: int, n_shot: int, n_query: int,
-                 n_episodes: int, seed: int = 0, start: int = 0, class_names: Sequence[str] | None = None):
+                 n_episodes: int, seed: int = 0, start: int = 0, class_names: Sequence[str] | None = None,
+                 rank: int = 0, world: int = 1):
         for name, value, low in (("n_way", n_way, 1), ("n_shot", n_shot, 1), ("n_query", n_query, 0),
                                  ("n_episodes", n_episodes, 0), ("start", start, 0)):
             if int(value) != value or value < low:
                 raise FewzeroError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not 0 <= rank < world:
+            raise FewzeroError(f"rank must be in [0, world={world}), got {rank}")
         labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels, dtype=np.int64)
         classes, counts = np.unique(labels, return_counts=True)
         if n_way > len(classes):
@@ -64,9 +69,14 @@ class EpisodeSampler(Sampler[list[int]]):
         self._by_class = np.split(order, np.cumsum(counts)[:-1])
         self.n_way, self.n_shot, self.n_query = int(n_way), int(n_shot), int(n_query)
         self.n_episodes, self.seed, self.start = int(n_episodes), int(seed), int(start)
+        self.rank, self.world = int(rank), int(world)
+
+    def _indices(self) -> range:
+        first = self.start + (self.rank - self.start) % self.world
+        return range(first, self.n_episodes, self.world)
 
     def __len__(self) -> int:
-        return self.n_episodes - self.start if self.start < self.n_episodes else 0
+        return len(self._indices())
 
     def episode_indices(self, index: int) -> list[int]:
         """The dataset indices of episode ``index``: class by class, ``n_shot`` support then ``n_query`` query."""
@@ -77,7 +87,7 @@ class EpisodeSampler(Sampler[list[int]]):
         return np.concatenate(picks).tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
-        for i in range(self.start, self.n_episodes):
+        for i in self._indices():
             yield self.episode_indices(i)
 
     @property

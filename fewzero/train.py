@@ -2,6 +2,7 @@
 resume, a progress bar, a seed."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from fewzero.checkpoint import build_learner, load_checkpoint, save_checkpoint
 from fewzero.config import RunConfig, validate
 from fewzero.errors import FewzeroError
 from fewzero.evaluate import evaluate
+from fewzero.parallel import barrier, broadcast_state, rank_and_world, run_workers, sync_step
 from fewzero.registry import DATASETS
 from fewzero.sampling import EpisodeSampler
 
@@ -36,24 +38,34 @@ def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False, d
     """Meta-train ``config.method`` and keep ``best.pt`` (best validation accuracy) and ``last.pt`` in ``out_dir``.
 
     With ``resume=True`` the run in ``out_dir`` continues from ``last.pt`` with its saved config, seeing exactly the
-    episodes it would have seen without the interruption. Returns the run's metrics (also in ``metrics.json``).
+    episodes it would have seen without the interruption. With ``config.workers > 1`` that many processes share
+    each meta-batch (``fewzero.parallel``). Returns the run's metrics (also in ``metrics.json``).
     """
-    from tqdm import tqdm
-
     out = Path(out_dir)
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    state = None
+    last_path = out / "last.pt"
     if resume:
         if not last_path.is_file():
             raise FewzeroError(f"nothing to resume: {last_path} does not exist (drop --resume to start a new run)")
-        state = load_checkpoint(last_path)
-        config = validate(state["config"], f" of {last_path}")
+        config = validate(load_checkpoint(last_path)["config"], f" of {last_path}")
     elif last_path.exists():
         raise FewzeroError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if config.workers == 1:
+        return _train(config, out, resume, data_root, progress)
+    run_workers(_train, (config, out, resume, data_root, progress), config.workers)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _train(config: RunConfig, out: Path, resume: bool, data_root: str | None, progress: bool) -> dict[str, Any]:
+    """The training loop of one process; worker 0 of several validates and writes the run folder."""
+    from tqdm import tqdm
+
+    rank, world = rank_and_world()
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    state = load_checkpoint(last_path) if resume else None
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
-    train_set = load_split(config, config.train_subset, data_root, progress)
-    val_set = load_split(config, config.val_subset, data_root, progress)
+    train_set = load_split(config, config.train_subset, data_root, progress and rank == 0)
+    val_set = load_split(config, config.val_subset, data_root, progress and rank == 0)
     in_channels = int(train_set[0][0].shape[0])
     learner = build_learner(config, in_channels).to(device)
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -67,8 +79,13 @@ def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False, d
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["rng"])
         start, best, history, seconds = state["episode"], state["best"], state["history"], state["seconds"]
+    broadcast_state(learner)
+    if start % world:
+        raise FewzeroError(f"{last_path} stopped at episode {start}, not a multiple of workers={world}: "
+                           f"resume with the workers it was trained with")
     sampler = EpisodeSampler(train_set.labels, config.train_way, config.train_shot, config.train_query,
-                             config.episodes, seed=config.seed, start=start, class_names=train_set.class_names)
+                             config.episodes, seed=config.seed, start=start, class_names=train_set.class_names,
+                             rank=rank, world=world)
     val_sampler = episode_sampler(val_set, config, config.val_episodes, config.test_seed)
     loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=sampler.collate)
     base = {"config": config.to_dict(), "in_channels": in_channels}
@@ -92,42 +109,50 @@ def train(config: RunConfig, out_dir: str | os.PathLike, resume: bool = False, d
     optimizer.zero_grad(set_to_none=True)
     running = {"loss": float("nan"), "accuracy": float("nan")}
     started = time.perf_counter() - seconds
-    bar = tqdm(loader, total=config.episodes, initial=start, desc=f"training {config.method}", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=config.episodes, initial=start, desc=f"training {config.method}",
+               disable=not progress or rank > 0, dynamic_ncols=True)
     episode = start
-    for episode_data in bar:
+    for episode_data in loader:
         episode_data = episode_data.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
             loss, logits = learner.episode_loss(episode_data)
         if not torch.isfinite(loss):
-            raise FewzeroError(f"training loss became {loss.item()} at episode {episode + 1} (lr {schedule.get_last_lr()[0]:g}):"
-                               f" lower --lr and train again")
+            raise FewzeroError(f"training loss became {loss.item()} at episode {episode + rank + 1} "
+                               f"(lr {schedule.get_last_lr()[0]:g}): lower --lr and train again")
         (loss / config.meta_batch).backward()
-        episode += 1
-        if episode % config.meta_batch == 0 or episode == config.episodes:
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            schedule.step()
+        episode += world  # episodes done by all workers together
+        bar.update(world)
         accuracy = 100.0 * float((logits.argmax(1) == episode_data.query_y).float().mean())
-        if episode == start + 1:
+        if episode == start + world:
             running = {"loss": loss.item(), "accuracy": accuracy}
-        else:  # exponential moving averages for the progress bar and the history
+        else:  # exponential moving averages (of worker 0's episodes) for the progress bar and the history
             running = {"loss": 0.95 * running["loss"] + 0.05 * loss.item(),
                        "accuracy": 0.95 * running["accuracy"] + 0.05 * accuracy}
+        if episode % config.meta_batch and episode != config.episodes:
+            continue
         seconds = time.perf_counter() - started
+        # the time limit is decided once per optimizer step, by all workers together
         out_of_time = config.max_minutes is not None and seconds >= 60 * config.max_minutes
+        out_of_time = sync_step(learner, [float(out_of_time)])[0] > 0
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        schedule.step()
         if episode % config.val_every == 0 or episode == config.episodes or out_of_time:
-            validate_now(episode, running)
-            learner.train()
-            checkpoint(episode)
+            if rank == 0:
+                validate_now(episode, running)
+                learner.train()
+                checkpoint(episode)
+                bar.set_postfix(loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.1f}",
+                                val=f"{history[-1]['val_accuracy']:.2f}", best=f"{best['val_accuracy']:.2f}")
+            barrier()
+        else:
             bar.set_postfix(loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.1f}",
-                            val=f"{history[-1]['val_accuracy']:.2f}", best=f"{best['val_accuracy']:.2f}")
-        elif episode % 10 == 0:
-            bar.set_postfix(loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.1f}",
-                            best=f"{best['val_accuracy']:.2f}")
+                            best=f"{best['val_accuracy']:.2f}", refresh=False)
         if out_of_time:
             break
     bar.close()
+    if rank > 0:
+        return {}
     if not best_path.is_file():  # resumed a finished run, or zero episodes: validate what we have
         validate_now(episode, running)
         checkpoint(episode)

@@ -80,9 +80,6 @@ def _train(config: RunConfig, out: Path, resume: bool, data_root: str | None, pr
         torch.set_rng_state(state["rng"])
         start, best, history, seconds = state["episode"], state["best"], state["history"], state["seconds"]
     broadcast_state(learner)
-    if start % world:
-        raise FewzeroError(f"{last_path} stopped at episode {start}, not a multiple of workers={world}: "
-                           f"resume with the workers it was trained with")
     sampler = EpisodeSampler(train_set.labels, config.train_way, config.train_shot, config.train_query,
                              config.episodes, seed=config.seed, start=start, class_names=train_set.class_names,
                              rank=rank, world=world)

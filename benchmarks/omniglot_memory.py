@@ -1,7 +1,7 @@
 """Resident memory of this process while a function runs: sampled by a background thread, summarised per tenth.
 
-Used by ``omniglot.py`` to show that evaluating a gradient-based learner keeps no graph across episodes: the peak
-resident set size of each tenth of a 1000-episode evaluation stays flat.
+Used by ``omniglot_evaluation.py`` to show that evaluating a gradient-based learner keeps no graph across episodes:
+the peak resident set size of each tenth of a 1000-episode evaluation stays flat.
 """
 from __future__ import annotations
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import write_atomic  # noqa: E402
+from fewzero.atomic import write_text
 
 MAX_BYTES = 1_000_000
 
@@ -65,7 +64,7 @@ def main() -> None:
              f"- training commit: {prov.get('commit', 'not recorded for this run')}", "",
              "Config (as saved in the checkpoint):", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(),
              "```", ""]
-    write_atomic(dest.with_suffix(".md"), "\n".join(lines))
+    write_text(dest.with_suffix(".md"), "\n".join(lines))
     print(f"wrote {dest} and {dest.with_suffix('.md')}")
 
 

@@ -40,9 +40,3 @@ def provenance() -> dict:
                    f"({torch.get_num_threads()} threads), Python {platform.python_version()}, {platform.system()}",
         "load_average": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    from fewzero.atomic import write_text
-
-    write_text(path, text)

@@ -27,8 +27,9 @@ from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, provenance, write_atomic  # noqa: E402
+from provenance import ROOT, provenance  # noqa: E402
 
+from fewzero.atomic import write_text  # noqa: E402
 from fewzero.backbones import Conv4, Conv4Strided  # noqa: E402
 from fewzero.episode import Episode  # noqa: E402
 from fewzero.learners import MAML  # noqa: E402
@@ -183,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
               "learn2learn_version": learn2learn.__version__, "load_before": load_before, "load_after": load_text(),
               "provenance": provenance()}
     out = Path(args.out)
-    write_atomic(out / "speed.json", json.dumps(result, indent=1) + "\n")
-    write_atomic(out / "speed.md", markdown(result))
+    write_text(out / "speed.json", json.dumps(result, indent=1) + "\n")
+    write_text(out / "speed.md", markdown(result))
     print(markdown(result))
     return 0
 

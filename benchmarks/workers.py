@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, provenance, write_atomic  # noqa: E402
+from provenance import ROOT, provenance  # noqa: E402
 
 import torch  # noqa: E402
 
+from fewzero.atomic import write_text  # noqa: E402
 from fewzero.config import load_config  # noqa: E402
 from fewzero.train import train  # noqa: E402
 
@@ -98,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
               "load_before": prov["load_average"], "load_after": provenance()["load_average"], "provenance": prov}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out.with_suffix(".json"), json.dumps(result, indent=1) + "\n")
-    write_atomic(out.with_suffix(".md"), render(result))
+    write_text(out.with_suffix(".json"), json.dumps(result, indent=1) + "\n")
+    write_text(out.with_suffix(".md"), render(result))
     print(f"{result['ratio']:.2f}x; wrote {out}.json and {out}.md")
 
 

@@ -46,7 +46,7 @@ def validation_problem(data, seed: int = 0):
     """
     import torch
 
-    from fewzero.zsl.data import ZeroShotData
+    from fewzero.data.zero_shot import ZeroShotData
     from fewzero.zsl.splits import calibration_split
 
     split = calibration_split(data, seed=seed)

@@ -18,8 +18,10 @@ import json
 import sys
 from pathlib import Path
 
+from fewzero.atomic import write_text
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, provenance, write_atomic  # noqa: E402
+from provenance import ROOT, provenance  # noqa: E402
 from zsl_common import GBU, GBU_PROTOCOL, GBU_SOURCE, fmt, run_learners  # noqa: E402
 
 SEMANTICS = ("attributes", "text")
@@ -44,10 +46,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.render_only:
         out = Path(args.out)
-        write_atomic(out.with_suffix(".md"), render(json.loads(out.with_suffix(".json").read_text())))
+        write_text(out.with_suffix(".md"), render(json.loads(out.with_suffix(".json").read_text())))
         return {}
 
-    from fewzero.data.zsl_loaders import load_zero_shot
+    from fewzero.zsl.loaders import load_zero_shot
 
     started = provenance()
     out = Path(args.out)
@@ -81,8 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
         "published": {"source": GBU_SOURCE, "protocol": GBU_PROTOCOL,
                       "results": {m: dict(zip(("t1", "u", "s", "h"), v["CUB"])) for m, v in GBU.items()}},
         "provenance": {**started, "finished": provenance()["date"]}, "note": args.note}
-    write_atomic(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_atomic(out.with_suffix(".md"), render(report))
+    write_text(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text(out.with_suffix(".md"), render(report))
     print(f"wrote {out}.json and {out}.md")
     return results
 

@@ -16,8 +16,10 @@ import json
 import sys
 from pathlib import Path
 
+from fewzero.atomic import write_text
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, provenance, write_atomic  # noqa: E402
+from provenance import ROOT, provenance  # noqa: E402
 from zsl_common import GBU, GBU_NOTE, GBU_PROTOCOL, GBU_SOURCE, fmt, run_learners  # noqa: E402
 
 
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from fewzero.data.xlsa17 import DATASETS, dataset_folder
-    from fewzero.data.zsl_loaders import load_zero_shot
+    from fewzero.zsl.loaders import load_zero_shot
     from fewzero.errors import FewzeroError
 
     wanted = [d.upper() for d in args.datasets] if args.datasets else list(DATASETS)
@@ -59,8 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
               "published": {"source": GBU_SOURCE, "protocol": GBU_PROTOCOL, "note": GBU_NOTE, "results": GBU},
               "provenance": {**started, "finished": provenance()["date"]}}
     out = Path(args.out)
-    write_atomic(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_atomic(out.with_suffix(".md"), render(report))
+    write_text(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text(out.with_suffix(".md"), render(report))
     print(f"wrote {out}.json and {out}.md")
     return results
 

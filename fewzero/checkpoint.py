@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fewzero.atomic import atomic_path
 from fewzero.config import RunConfig, validate
 from fewzero.errors import FewzeroError
 from fewzero.learners.base import Learner
@@ -17,54 +19,102 @@ FORMAT = "fewzero-checkpoint-v1"
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """``torch.save`` to a temporary file in the same folder, then rename: a killed run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        inside = next((path / name for name in ("best.pt", "last.pt") if (path / name).is_file()), None)
+        hint = f"pass {inside}" if inside else "pass the .pt file written by fewzero train"
+        raise FewzeroError(f"checkpoint {path} is a directory, not a file: {hint}")
+    if not path.is_file():
+        raise FewzeroError(f"checkpoint {path} does not exist: check --checkpoint")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint``; a missing, truncated or foreign file is a FewzeroError."""
+    """Read a checkpoint written by ``save_checkpoint``; a missing, truncated or foreign file is a FewzeroError.
+
+    Only tensors and plain values are read (``weights_only=True``): a file holding other pickled objects, which
+    could run code when loaded, is refused.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FewzeroError(f"checkpoint {path} does not exist: check --checkpoint")
+    _check_file(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise FewzeroError(f"checkpoint {path} holds Python objects other than tensors and plain values "
+                               f"(loading them could run code), so it is refused: use a checkpoint written by "
+                               f"fewzero train") from None
+        raise _unreadable(path, exc) from None
     except Exception as exc:  # torch raises many types for damaged files; all mean the same to the user
-        raise FewzeroError(f"checkpoint {path} is unreadable or truncated ({type(exc).__name__}): "
-                           f"train again or point --checkpoint at a good file") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT or "model" not in payload:
+        raise _unreadable(path, exc) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT or not isinstance(payload.get("model"), dict):
         raise FewzeroError(f"{path} is not a fewzero checkpoint: point --checkpoint at a file written by fewzero train")
     return payload
 
 
+def _unreadable(path: Path, exc: Exception) -> FewzeroError:
+    return FewzeroError(f"checkpoint {path} is unreadable or truncated ({type(exc).__name__}): "
+                        f"train again or point --checkpoint at a good file")
+
+
+def saved_config(payload: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """The config dict a checkpoint was trained with (a FewzeroError if it has none)."""
+    config = payload.get("config")
+    if not isinstance(config, dict):
+        raise FewzeroError(f"checkpoint {path} has no training config (was it written by fewzero train?): "
+                           f"train again or point --checkpoint at a file written by fewzero train")
+    return config
+
+
 def build_learner(config: RunConfig, in_channels: int = 1) -> Learner:
     """A fresh learner (with its backbone) as the config describes."""
-    backbone = BACKBONES.create(config.backbone, in_channels=in_channels, **config.backbone_args)
-    return LEARNERS.create(config.method, backbone=backbone, **config.learner)
+    try:
+        backbone = BACKBONES.create(config.backbone, in_channels=in_channels, **config.backbone_args)
+        return LEARNERS.create(config.method, backbone=backbone, **config.learner)
+    except (TypeError, ValueError) as exc:
+        raise FewzeroError(f"cannot build {config.method} with backbone {config.backbone} "
+                           f"(learner {config.learner}, backbone_args {config.backbone_args}): {exc}; "
+                           f"fix the learner / backbone_args settings") from None
 
 
-def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str, Any] | None = None
+def _check_kind(config: RunConfig, path: str | os.PathLike, method: str | None, dataset: str | None) -> None:
+    if method is not None and config.method != method:
+        raise FewzeroError(f"{path} holds a {config.method} model, not {method}: pass --method {config.method} "
+                           f"or another --checkpoint")
+    if dataset is not None and config.dataset != dataset:
+        raise FewzeroError(f"{path} holds a model trained on {config.dataset}, not {dataset}: pass --dataset "
+                           f"{config.dataset} or another --checkpoint")
+
+
+def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str, Any] | None = None, *,
+                            method: str | None = None, dataset: str | None = None
                             ) -> tuple[Learner, RunConfig, dict[str, Any]]:
     """(learner with the saved weights, its config, the saved metrics).
 
     ``learner_overrides`` replace learner settings saved with the model (e.g. ``{"test_inner_steps": 5}``);
-    one that changes the shape of the weights is refused.
+    one that changes the shape of the weights is refused. ``method`` / ``dataset``, when given, must be the ones
+    the model was trained with.
     """
     payload = load_checkpoint(path)
-    saved = payload["config"]
+    saved = saved_config(payload, path)
+    _check_kind(validate(saved, f" of checkpoint {path}"), path, method, dataset)
     if learner_overrides:
         saved = {**saved, "learner": {**saved.get("learner", {}), **learner_overrides}}
-    config = validate(saved, f" of checkpoint {path}")
-    learner = build_learner(config, in_channels=int(payload.get("in_channels", 1)))
+    config = validate(saved, f" of checkpoint {path}",
+                      {f"learner.{key}": "the command line" for key in learner_overrides or {}})
+    try:
+        in_channels = int(payload.get("in_channels", 1))
+    except (TypeError, ValueError):
+        raise FewzeroError(f"checkpoint {path} has a bad in_channels {payload.get('in_channels')!r}: "
+                           f"train again") from None
+    learner = build_learner(config, in_channels=in_channels)
     try:
         learner.load_state_dict(payload["model"])
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, ValueError) as exc:
         if learner_overrides:
             raise FewzeroError(f"learner settings {sorted(learner_overrides)} change the shape of the model in "
                                f"{path}: drop them or train a new model") from None

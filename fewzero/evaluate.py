@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from fewzero.atomic import write_json
 from fewzero.learners.base import EmbeddingLearner, Learner
-from fewzero.sampling import EpisodeSampler, ItemBatch
+from fewzero.data.arrays import ItemBatch
+from fewzero.sampling import EpisodeSampler
 
 Z95 = 1.96
 
@@ -176,7 +177,3 @@ def evaluate(learner: Learner, dataset: Dataset, sampler: EpisodeSampler, device
         n_query=sampler.n_query, precision=float(np.mean(precisions)), recall=float(np.mean(recalls)),
         f1=float(np.mean(f1s)), seconds=time.perf_counter() - started, confusion=confusion_total.tolist(),
         per_class_accuracy=per_class, records=records)
-
-
-# The zero-shot half of the shared evaluator (T1, u / s / H, calibrated stacking, AUSUC) lives in its own file.
-from fewzero.evaluate_zsl import ZeroShotReport, evaluate_zero_shot  # noqa: E402,F401

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fewzero.atomic import atomic_path
 from fewzero.atomic import write_json
 from fewzero.errors import FewzeroError
 from fewzero.zsl.base import ZeroShotLearner
-from fewzero.zsl.data import ZeroShotData
+from fewzero.data.zero_shot import ZeroShotData
 from fewzero.zsl.splits import calibration_split
 
 MAX_CURVE_POINTS = 500
@@ -142,10 +143,9 @@ def save_curve_plot(u, s, path, marks: dict[str, tuple[float, float]] | None = N
            ylim=(0, 100), title=title)
     ax.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -23,3 +23,9 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
     if os.environ.get(ENV_DATA):
         return Path(os.environ[ENV_DATA]).expanduser()
     return user_cache_dir() / "data"
+
+
+def config_dir() -> Path:
+    """The shipped configs: ``fewzero/configs`` inside an installed wheel, else ``configs/`` at the checkout's top."""
+    packaged = Path(__file__).parent / "configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "configs"

@@ -11,22 +11,16 @@ whatever learner consumes them, and training resumed at episode ``i`` sees exact
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from fewzero.data.arrays import ItemBatch
 from fewzero.episode import Episode
 from fewzero.errors import FewzeroError
-
-
-class ItemBatch(NamedTuple):
-    """Several dataset items fetched at once (what a dataset's ``__getitems__`` may return)."""
-
-    x: torch.Tensor  # (n_items, *item_shape)
-    y: torch.Tensor  # (n_items,)
 
 
 class EpisodeSampler(Sampler[list[int]]):
@@ -46,13 +40,12 @@ class EpisodeSampler(Sampler[list[int]]):
     def __init__(self, labels: Sequence[int] | np.ndarray | torch.Tensor, n_way: int, n_shot: int, n_query: int,
                  n_episodes: int, seed: int = 0, start: int = 0, class_names: Sequence[str] | None = None,
                  rank: int = 0, world: int = 1):
-        for name, value, low in (("n_way", n_way, 1), ("n_shot", n_shot, 1), ("n_query", n_query, 0),
-                                 ("n_episodes", n_episodes, 0), ("start", start, 0)):
-            if int(value) != value or value < low:
-                raise FewzeroError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not 0 <= rank < world:
+        n_way, n_shot, n_query = _count("n_way", n_way, 1), _count("n_shot", n_shot, 1), _count("n_query", n_query, 0)
+        n_episodes, start, seed = _count("n_episodes", n_episodes, 0), _count("start", start, 0), _count("seed", seed, 0)
+        rank, world = _count("rank", rank, 0), _count("world", world, 1)
+        if not rank < world:
             raise FewzeroError(f"rank must be in [0, world={world}), got {rank}")
-        labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels, dtype=np.int64)
+        labels = _labels(labels)
         classes, counts = np.unique(labels, return_counts=True)
         if n_way > len(classes):
             raise FewzeroError(f"n_way={n_way} is larger than the {len(classes)} classes of this split: "
@@ -93,6 +86,31 @@ class EpisodeSampler(Sampler[list[int]]):
     @property
     def collate(self) -> "EpisodeCollate":
         return EpisodeCollate(self.n_way, self.n_shot, self.n_query)
+
+
+def _count(name: str, value: object, low: int) -> int:
+    """``value`` as an int >= ``low``; NaN, infinities, fractions, bools and non-numbers are a FewzeroError."""
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError, RuntimeError):
+            number = None
+    if number is None or not math.isfinite(number) or number != int(number) or number < low:
+        raise FewzeroError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(number)
+
+
+def _labels(labels: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
+    """Class labels as a 1-D int64 array (a FewzeroError for anything else)."""
+    try:
+        array = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    except (TypeError, ValueError):
+        raise FewzeroError("labels must be a 1-D sequence of integer class indices") from None
+    if array.ndim != 1 or not (array.size == 0 or np.issubdtype(array.dtype, np.integer)):
+        raise FewzeroError(f"labels must be a 1-D sequence of integer class indices, got shape {array.shape} "
+                           f"and dtype {array.dtype}")
+    return array.astype(np.int64)
 
 
 class EpisodeCollate:

@@ -1,4 +1,5 @@
-"""benchmarks/omniglot.py: tables merge per setting, render what is missing, and the memory trace sees growth."""
+"""benchmarks/omniglot.py and its parts (omniglot_settings, _training, _table): tables merge per setting, render
+what is missing, and the memory trace sees growth."""
 from __future__ import annotations
 
 import importlib
@@ -34,7 +35,7 @@ def _evaluated(settings: dict[str, float], model: str) -> dict:
 
 
 def test_models_merge_per_setting_and_missing_settings_say_so():
-    bench = _script("omniglot")
+    bench = _script("omniglot_table")
     started = {"command": "python benchmarks/omniglot.py", "commit": "abc", "date": "d", "machine": "m",
                "load_average": "0"}
     table: dict = {"test_episodes": 1000, "queries_per_class": 15}
@@ -60,7 +61,7 @@ def test_models_merge_per_setting_and_missing_settings_say_so():
 
 
 def test_chosen_test_inner_lr_is_reported_beside_the_training_one():
-    bench = _script("omniglot")
+    bench = _script("omniglot_table")
     started = {"command": "python benchmarks/omniglot.py", "commit": "abc", "date": "d", "machine": "m",
                "load_average": "0"}
     evaluated = _evaluated({"20w1s": 95.5, "20w5s": 97.1}, "20-way")
@@ -94,7 +95,7 @@ def test_inner_lr_grid_and_choice_on_validation(monkeypatch):
 
 
 def test_settings_map_to_the_model_that_serves_them(tmp_path, monkeypatch):
-    bench = _script("omniglot")
+    bench = _script("omniglot_settings")
     assert [bench.model_for("maml", w, s) for w, s in bench.SETTINGS] == ["5-way", "5-way", "20-way", "20-way"]
     # where a config meta-trains a model on one setting, that model serves the setting
     (tmp_path / "configs").mkdir()
@@ -143,7 +144,7 @@ def test_memory_trace_tells_growth_from_flat(grow):
 def test_packaged_models_are_found_under_the_names_fewzero_eval_uses(tmp_path, monkeypatch):
     import fewzero.pretrained as pretrained
 
-    bench = _script("omniglot")
+    bench = _script("omniglot_settings")
     monkeypatch.setattr(pretrained, "PACKAGED", tmp_path)
     for stem in ("protonet_omniglot", "maml_omniglot", "maml_omniglot_20way", "maml_omniglot_20way_5shot"):
         (tmp_path / f"{stem}.pt").write_bytes(b"")
@@ -159,7 +160,7 @@ def test_packaged_models_are_found_under_the_names_fewzero_eval_uses(tmp_path, m
 @pytest.mark.parametrize("parallel", [False, True])
 def test_interrupting_the_benchmark_stops_its_training_processes(tmp_path, monkeypatch, parallel):
     """Killing benchmarks/omniglot.py must not leave `fewzero train` running with no one to evaluate it."""
-    bench = _script("omniglot")
+    bench = _script("omniglot_training")
     started = []
 
     class Training:  # stands in for subprocess.Popen: the first wait is interrupted (Ctrl-C or SIGTERM)
@@ -185,3 +186,15 @@ def test_interrupting_the_benchmark_stops_its_training_processes(tmp_path, monke
         bench.train_models("maml", models, tmp_path, None, quick=False, threads=1, parallel=parallel)
     assert len(started) == (2 if parallel else 1)
     assert all(process.terminated for process in started)
+
+
+def test_the_script_offers_every_flag(monkeypatch, capsys):
+    bench = _script("omniglot")
+    monkeypatch.setattr(bench.signal, "signal", lambda *args: None)  # leave pytest's SIGTERM handling alone
+    monkeypatch.setattr(sys, "argv", ["omniglot.py", "--help"])
+    with pytest.raises(SystemExit):
+        bench.main()
+    usage = capsys.readouterr().out
+    for flag in ("--method", "--models", "--data-root", "--runs", "--episodes", "--threads", "--parallel", "--note",
+                 "--quick", "--render-only", "--packaged"):
+        assert flag in usage, flag

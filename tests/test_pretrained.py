@@ -27,17 +27,29 @@ def test_packaged_checkpoints_are_small_and_documented():
         assert (CONFIG_DIR / command[3]).is_file()
 
 
-def test_missing_default_checkpoint_is_trained_once_and_cached(data_root, tmp_path, monkeypatch):
+def test_eval_without_a_model_names_the_train_command_and_trains_only_when_asked(data_root, tmp_path, monkeypatch,
+                                                                                 capsys):
+    from fewzero.cli import main
+
     monkeypatch.setattr(pretrained, "PACKAGED", tmp_path / "nothing-shipped")
     monkeypatch.setenv("FEWZERO_CACHE", str(tmp_path / "cache"))
-    tiny = load_config("protonet", "omniglot", overrides={"episodes": 4, "train_way": 5, "val_every": 2,
-                                                            "val_episodes": 5, "max_minutes": None})
-    monkeypatch.setattr(pretrained, "load_config", lambda method, dataset: tiny)
-    path = pretrained.default_checkpoint(tiny, progress=False)
-    assert path == tmp_path / "cache" / "checkpoints" / "protonet_omniglot" / "best.pt" and path.is_file()
-    assert not (path.parent / "last.pt").exists()
-    monkeypatch.setattr(pretrained, "load_config", lambda *a: pytest.fail("trained a second time"))
-    assert pretrained.default_checkpoint(tiny, progress=False) == path
+    run = tmp_path / "cache" / "checkpoints" / "protonet_omniglot"
+    tiny = ["--set", "episodes=4", "--set", "train_way=5", "--set", "val_every=2", "--set", "val_episodes=5",
+            "--set", "max_minutes=null", "--episodes", "5", "--quiet"]
+    assert main(["eval", "--method", "protonet", *tiny]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (f"fewzero: error: no trained protonet model for omniglot is packaged or cached: run `fewzero "
+                     f"train --method protonet --dataset omniglot --out {run}` (or pass --train-if-missing, or "
+                     f"--checkpoint)")
+    assert not run.exists()
+    assert main(["eval", "--method", "protonet", "--train-if-missing", *tiny]) == 0
+    assert "5-way 1-shot accuracy" in capsys.readouterr().out
+    assert (run / "best.pt").is_file() and (run / "metrics.json").is_file()
+    assert pretrained.default_checkpoint(load_config("protonet")) == run / "best.pt"
+    import fewzero.train
+
+    monkeypatch.setattr(fewzero.train, "train", lambda *a, **k: pytest.fail("trained a second time"))
+    assert main(["eval", "--method", "protonet", "--train-if-missing", *tiny]) == 0
 
 
 def test_the_most_specific_shipped_model_serves_an_episode_shape(tmp_path, monkeypatch):

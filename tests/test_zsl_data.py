@@ -15,9 +15,9 @@ from fewzero.data import semantics as S
 from fewzero.data import text_embeddings as T
 from fewzero.data.cub import TEST_SEEN, TEST_UNSEEN, TRAINVAL, load_cub, proposed_split
 from fewzero.data.xlsa17 import load_xlsa17, read_att_splits, read_res101
-from fewzero.data.zsl_loaders import load_zero_shot
+from fewzero.zsl.loaders import load_zero_shot
 from fewzero.errors import FewzeroError
-from fewzero.zsl.data import ZeroShotData
+from fewzero.data.zero_shot import ZeroShotData
 
 DATA = Path(os.environ["FEWZERO_DATA"])
 XLSA = DATA / "xlsa17"

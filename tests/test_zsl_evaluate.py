@@ -12,7 +12,7 @@ from fewzero import cli
 from fewzero.errors import FewzeroError
 from fewzero.evaluate_zsl import (area_under_curve, calibrate_gamma, evaluate_zero_shot, generalized_accuracy,
                                   harmonic_mean, per_class_accuracy, seen_unseen_curve, zero_shot_accuracy)
-from fewzero.zsl import cli as zsl_cli
+from fewzero.cli import zero_shot as zsl_cli
 from fewzero.zsl.eszsl import ESZSL
 from fewzero.zsl.splits import calibration_split
 

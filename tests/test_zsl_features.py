@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fewzero.data.cub import TRAINVAL, load_cub
-from fewzero.data.zsl_loaders import load_zero_shot
+from fewzero.zsl.loaders import load_zero_shot
 from fewzero.errors import FewzeroError
 from fewzero.zsl import features as F
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from fewzero.zsl.data import ZeroShotData
+from fewzero.data.zero_shot import ZeroShotData
 
 
 def linear_problem(seed: int = 0, n_seen: int = 40, n_unseen: int = 10, n_attributes: int = 16, dim: int = 32,

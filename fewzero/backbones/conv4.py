@@ -24,7 +24,7 @@ class Conv4(nn.Module):
     For 28x28 Omniglot images with 64 channels the output is (B, 64).
     """
 
-    def __init__(self, in_channels: int = 1, hidden: int = 64):
+    def __init__(self, *, in_channels: int = 1, hidden: int = 64):
         super().__init__()
         self.blocks = nn.Sequential(
             conv_block(in_channels, hidden), conv_block(hidden, hidden),

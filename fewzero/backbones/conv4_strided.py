@@ -25,7 +25,7 @@ def strided_block(in_channels: int, out_channels: int) -> nn.Sequential:
 class Conv4Strided(nn.Module):
     """Four strided conv blocks of ``hidden`` channels, averaged over space: (B, C, H, W) -> (B, hidden)."""
 
-    def __init__(self, in_channels: int = 1, hidden: int = 64):
+    def __init__(self, *, in_channels: int = 1, hidden: int = 64):
         super().__init__()
         self.blocks = nn.Sequential(
             strided_block(in_channels, hidden), strided_block(hidden, hidden),

@@ -33,7 +33,7 @@ class ResNetSmall(nn.Module):
     With the default widths a 64x64 image costs about 0.17 GFLOPs; the output is 256-dimensional.
     """
 
-    def __init__(self, in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128, 256)):
+    def __init__(self, *, in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128, 256)):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 2, 1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))

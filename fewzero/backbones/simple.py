@@ -11,7 +11,7 @@ from fewzero.registry import BACKBONES
 class Identity(nn.Module):
     """Flattens its input: (B, *shape) -> (B, prod(shape)). No parameters."""
 
-    def __init__(self, in_channels: int | None = None):
+    def __init__(self, *, in_channels: int | None = None):
         super().__init__()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -22,7 +22,7 @@ class Identity(nn.Module):
 class MLP(nn.Module):
     """Two-layer perceptron on flattened inputs: (B, *shape) -> (B, out_features)."""
 
-    def __init__(self, in_features: int = 784, hidden: int = 256, out_features: int = 64,
+    def __init__(self, *, in_features: int = 784, hidden: int = 256, out_features: int = 64,
                  in_channels: int | None = None):
         super().__init__()
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, out_features))

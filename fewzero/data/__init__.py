@@ -1,5 +1,2 @@
-"""Datasets: each module registers its loader in ``fewzero.registry.DATASETS``."""
-from fewzero.data import omniglot
-from fewzero.data.arrays import ArrayImageDataset
-
-__all__ = ["ArrayImageDataset", "omniglot"]
+"""Datasets: one module per dataset (``omniglot``, ``cub``, ``xlsa17``), the in-memory ``ArrayImageDataset``
+and the ``ZeroShotData`` container. Import the module you need; nothing here is imported eagerly."""

@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import Dataset
 
-from fewzero.sampling import ItemBatch
+
+class ItemBatch(NamedTuple):
+    """Several dataset items fetched at once (what a dataset's ``__getitems__`` may return)."""
+
+    x: torch.Tensor  # (n_items, *item_shape)
+    y: torch.Tensor  # (n_items,)
 
 
 class ArrayImageDataset(Dataset):

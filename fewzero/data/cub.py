@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fewzero.atomic import atomic_path
 from fewzero.errors import DataNotFoundError, FewzeroError
 from fewzero.paths import resolve_data_root, user_cache_dir
 
@@ -176,10 +177,8 @@ def _decode_all(meta: dict, ids: np.ndarray, size: int, bbox_crop: bool, margin:
             raise DataNotFoundError(f"{path} is missing: CUB images of the chosen classes must all be present; "
                                     f"choose classes whose folders are complete")
         out[k] = _decode(path, size, meta["boxes"][i] if bbox_crop else None, margin)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, images=out)
-    os.replace(tmp, cache)
+    with atomic_path(cache, suffix=".npz") as tmp:
+        np.savez(tmp, images=out)
     return out
 
 

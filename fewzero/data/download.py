@@ -20,17 +20,53 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` (and missing parents); return the folders created, deepest first."""
+    created = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        created.append(probe)
+        probe = probe.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _remove_empty(created)
+        raise DataNotFoundError(f"cannot create the folder {folder} ({exc.strerror or exc}): point --data-root / "
+                                f"FEWZERO_DATA at a folder you can write to") from None
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders ``_make_folder`` created, deepest first, stopping at the first that is not empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def download(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0, progress: bool = True) -> Path:
     """Fetch ``url`` to ``dest`` through ``dest.part``; rename only when complete and (if given) the MD5 matches.
+
+    Folders created for ``dest`` are removed again when nothing could be downloaded (a mistyped data root leaves
+    nothing behind).
 
     Raises:
         DataNotFoundError: the server cannot be reached (offline) or answers with an error.
         FewzeroError: the MD5 of the downloaded file is wrong (the file is removed).
     """
+    dest = Path(dest)
+    created = _make_folder(dest.parent)
+    try:
+        return _fetch(url, dest, md5, timeout, progress)
+    except DataNotFoundError:
+        _remove_empty(created)
+        raise
+
+
+def _fetch(url: str, dest: Path, md5: str | None, timeout: float, progress: bool) -> Path:
     from tqdm import tqdm
 
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
@@ -42,7 +78,7 @@ def download(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0
                     bar.update(len(block))
             if total is not None and out.tell() != total:
                 raise DataNotFoundError(f"download of {url} stopped after {out.tell()} of {total} bytes: try again")
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed URL
         part.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
         raise DataNotFoundError(f"could not download {url} ({reason}) and {dest} is missing: {OFFLINE_HINT}") from None

@@ -17,11 +17,13 @@ import io
 import os
 import re
 import zipfile
-from pathlib import Path
+import zlib
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 
+from fewzero.atomic import atomic_path
 from fewzero.data.arrays import ArrayImageDataset
 from fewzero.data.download import download as fetch_url
 from fewzero.errors import DataNotFoundError, FewzeroError
@@ -31,19 +33,40 @@ from fewzero.registry import DATASETS
 ARCHIVES = ("images_background", "images_evaluation")
 MD5 = {"images_background": "68d2efa1b9178cc56df9314c21c6e718",
        "images_evaluation": "6b91aef0f799c5bb55b94e3f2daec811"}
-OMNIGLOT_URL = os.environ.get("FEWZERO_OMNIGLOT_URL",
-                              "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/")
-VINYALS_URL = os.environ.get("FEWZERO_VINYALS_URL", "https://raw.githubusercontent.com/jakesnell/"
-                             "prototypical-networks/master/data/omniglot/splits/vinyals/")
+# download locations; $FEWZERO_OMNIGLOT_URL / $FEWZERO_VINYALS_URL (read at each download) take precedence
+OMNIGLOT_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+VINYALS_URL = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/splits/vinyals/"
 SPLITS = ("vinyals", "lake")
 SUBSETS = ("train", "val", "test", "trainval")
 LAKE_VAL_ALPHABETS = 5
 _PNG = re.compile(r"(?:^|/)images_(?:background|evaluation)/([^/]+)/([^/]+)/[^/]+\.png$")
+JUNK = ("__MACOSX",)  # folders that archivers add beside the data (files whose name starts with "." are skipped too)
 
 
-def fetch_archives(folder: Path, base_url: str = OMNIGLOT_URL, md5: dict[str, str] = MD5,
-                   download_missing: bool = True) -> dict[str, Path]:
+def omniglot_url() -> str:
+    """Where the official zips are downloaded from (``$FEWZERO_OMNIGLOT_URL``, read at each call)."""
+    return os.environ.get("FEWZERO_OMNIGLOT_URL") or OMNIGLOT_URL
+
+
+def vinyals_url() -> str:
+    """Where the Vinyals split files are downloaded from (``$FEWZERO_VINYALS_URL``, read at each call)."""
+    return os.environ.get("FEWZERO_VINYALS_URL") or VINYALS_URL
+
+
+def omniglot_folder(data_root: str | os.PathLike | None = None) -> Path:
+    """``<data root>/omniglot``; a data root (or omniglot entry) that is a file is a FewzeroError."""
+    root = resolve_data_root(data_root)
+    for path in (root, root / "omniglot"):
+        if path.exists() and not path.is_dir():
+            raise FewzeroError(f"data root {root} is not a folder ({path} is a file): point --data-root / "
+                               f"FEWZERO_DATA at the folder that holds omniglot/")
+    return root / "omniglot"
+
+
+def fetch_archives(folder: Path, base_url: str | None = None, md5: dict[str, str] = MD5,
+                   download_missing: bool = True, progress: bool = True) -> dict[str, Path]:
     """Locate (or download) both archives under ``folder``: name -> extracted folder or zip path."""
+    base_url = base_url or omniglot_url()
     sources = {}
     for name in ARCHIVES:
         if (folder / name).is_dir():
@@ -51,7 +74,8 @@ def fetch_archives(folder: Path, base_url: str = OMNIGLOT_URL, md5: dict[str, st
         elif (folder / f"{name}.zip").is_file():
             sources[name] = folder / f"{name}.zip"
         elif download_missing:
-            sources[name] = fetch_url(base_url + f"{name}.zip", folder / f"{name}.zip", md5=md5[name])
+            sources[name] = fetch_url(base_url + f"{name}.zip", folder / f"{name}.zip", md5=md5[name],
+                                      progress=progress)
         else:
             raise DataNotFoundError(f"{folder / name}.zip is missing: put the Omniglot zips there, or point "
                                     f"--data-root / FEWZERO_DATA at a folder with omniglot/{name}.zip")
@@ -69,20 +93,49 @@ def _decode(png: bytes, size: int) -> np.ndarray:
         return 255 - np.asarray(gray, dtype=np.uint8)
 
 
-def _read_source(source: Path) -> list[tuple[str, bytes]]:
-    """(``"Alphabet/characterNN"``, png bytes) for every drawing of one archive, in sorted path order."""
+def _decode_drawing(png: bytes, size: int, source: Path, entry: str) -> np.ndarray:
+    """``_decode``, with a file that is not a readable image reported by name."""
+    from PIL import Image
+
+    try:
+        return _decode(png, size)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        what = "is empty (0 bytes)" if not png else f"is not a readable PNG image ({type(exc).__name__})"
+        raise FewzeroError(f"{entry} in {source} {what}: replace {source} with the official Omniglot "
+                           f"archive (delete it and it is downloaded again)") from None
+
+
+def _skipped(parts: tuple[str, ...]) -> bool:
+    """Files archivers and file browsers add (``__MACOSX/``, ``._x.png``, ``.DS_Store``), not drawings."""
+    return any(part in JUNK or part.startswith(".") for part in parts)
+
+
+def _check_entry_name(source: Path, name: str) -> None:
+    """Refuse an archive entry whose path would lead outside the archive's folder (``../x``, ``/x``, ``C:``)."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", name):
+        raise FewzeroError(f"{source} holds an entry {name!r} that points outside its folder, so it is refused: "
+                           f"delete {source} and download the official Omniglot archive")
+
+
+def _read_source(source: Path) -> list[tuple[str, str, bytes]]:
+    """(``"Alphabet/characterNN"``, file name, png bytes) for every drawing of one archive, in sorted path order."""
     try:
         if source.is_dir():
-            files = sorted(source.glob("*/*/*.png"))
-            return [(f"{f.parent.parent.name}/{f.parent.name}", f.read_bytes()) for f in files]
+            files = [f for f in sorted(source.glob("*/*/*.png")) if not _skipped(f.relative_to(source).parts)]
+            return [(f"{f.parent.parent.name}/{f.parent.name}", str(f.relative_to(source)), f.read_bytes())
+                    for f in files]
         with zipfile.ZipFile(source) as archive:
             out = []
-            for name in sorted(archive.namelist()):
+            names = sorted(archive.namelist())
+            for name in names:
+                _check_entry_name(source, name)
+            for name in names:
                 match = _PNG.search(name)
-                if match:
-                    out.append((f"{match.group(1)}/{match.group(2)}", archive.read(name)))
+                if match and not _skipped(PurePosixPath(name).parts):
+                    out.append((f"{match.group(1)}/{match.group(2)}", name, archive.read(name)))
             return out
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
         raise FewzeroError(f"{source} is corrupt or truncated ({exc}): delete it so it is downloaded again, "
                            f"or replace it with a good copy") from None
 
@@ -107,8 +160,8 @@ def load_drawings(data_root: str | os.PathLike | None = None, image_size: int = 
     """
     if int(image_size) != image_size or image_size < 4:
         raise FewzeroError(f"image_size must be an integer >= 4, got {image_size!r}")
-    folder = resolve_data_root(data_root) / "omniglot"
-    sources = fetch_archives(folder, download_missing=download)
+    folder = omniglot_folder(data_root)
+    sources = fetch_archives(folder, download_missing=download, progress=progress)
     cache = user_cache_dir() / "omniglot" / f"drawings_{image_size}_{_cache_key(sources, image_size)}.npz"
     if cache.is_file():
         try:
@@ -124,29 +177,39 @@ def load_drawings(data_root: str | os.PathLike | None = None, image_size: int = 
         drawings = _read_source(sources[name])
         if not drawings:
             raise FewzeroError(f"{sources[name]} holds no Omniglot drawings: replace it with the official archive")
-        for char, png in tqdm(drawings, desc=f"decoding {name}", disable=not progress, leave=False):
+        for char, entry, png in tqdm(drawings, desc=f"decoding {name}", disable=not progress, leave=False):
             if char not in index:
                 index[char] = len(names)
                 names.append(char)
                 background.append(name == "images_background")
             character.append(index[char])
-            images.append(_decode(png, image_size))
+            images.append(_decode_drawing(png, image_size, sources[name], entry))
     arrays = dict(images=np.stack(images), character=np.asarray(character, dtype=np.int32),
                   names=np.asarray(names), background=np.asarray(background))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cache)
+    with atomic_path(cache, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
     return arrays["images"], arrays["character"], names, arrays["background"]
 
 
-def _vinyals_classes(folder: Path, subset: str, download: bool) -> list[str]:
+def _vinyals_classes(folder: Path, subset: str, download: bool, progress: bool = True) -> list[str]:
     path = folder / "splits" / "vinyals" / f"{subset}.txt"
+    if path.is_dir():
+        raise FewzeroError(f"split file {path} is a directory: remove it so the split file is downloaded again")
     if not path.is_file():
         if not download:
             raise DataNotFoundError(f"{path} is missing: point --data-root / FEWZERO_DATA at a folder that has it")
-        fetch_url(VINYALS_URL + f"{subset}.txt", path)
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        fetch_url(vinyals_url() + f"{subset}.txt", path, progress=progress)
+    fix = "delete it so it is downloaded again, or replace it with the official file"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise FewzeroError(f"split file {path} is not UTF-8 text: {fix}") from None
+    except OSError as exc:
+        raise FewzeroError(f"split file {path} cannot be read ({exc.strerror or exc}): {fix}") from None
+    classes = [line.strip() for line in text.splitlines() if line.strip()]
+    if not classes:
+        raise FewzeroError(f"split file {path} lists no classes: {fix}")
+    return classes
 
 
 def _lake_classes(names: list[str], background: np.ndarray, subset: str) -> list[str]:
@@ -167,11 +230,14 @@ def omniglot(subset: str = "train", split: str = "vinyals", data_root: str | Non
     if subset not in SUBSETS:
         raise FewzeroError(f"unknown Omniglot subset {subset!r}: choose one of {', '.join(SUBSETS)}")
     images, character, names, background = load_drawings(data_root, image_size, download, progress)
-    folder = resolve_data_root(data_root) / "omniglot"
+    folder = omniglot_folder(data_root)
     if split == "vinyals":
-        classes = _vinyals_classes(folder, subset, download)
+        classes = _vinyals_classes(folder, subset, download, progress)
     else:
         classes = [f"{n}/rot000" for n in _lake_classes(names, background, subset)]
+        if not classes:
+            raise FewzeroError(f"the lake split's {subset} subset has no characters in {folder}: use the "
+                               f"official Omniglot archives (or --split vinyals)")
     char_index = {n: i for i, n in enumerate(names)}
     # one stable sort groups the drawings of each character (in file order) instead of a scan per character
     order = np.argsort(character, kind="stable")

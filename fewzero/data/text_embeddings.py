@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fewzero.atomic import atomic_path
 from fewzero.errors import FewzeroError
 from fewzero.paths import user_cache_dir
 
@@ -141,8 +142,6 @@ def text_embeddings(texts: Sequence[str], model: str = DEFAULT_TEXT_MODEL, batch
     vectors = encoder.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
                              show_progress_bar=progress).astype(np.float32)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, embeddings=vectors)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, embeddings=vectors)
     return torch.from_numpy(vectors)

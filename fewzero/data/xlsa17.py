@@ -20,7 +20,7 @@ import torch
 from fewzero.data.semantics import check_semantics, class_text_semantics, readable_name, xlsa17_attributes
 from fewzero.errors import DataNotFoundError, FewzeroError
 from fewzero.paths import resolve_data_root
-from fewzero.zsl.data import ZeroShotData
+from fewzero.data.zero_shot import ZeroShotData
 
 DATASETS = ("CUB", "AWA1", "AWA2", "SUN", "APY")
 SPLIT_KEYS = ("allclasses_names", "trainval_loc", "test_seen_loc", "test_unseen_loc")

@@ -50,6 +50,7 @@ class EmbeddingLearner(Learner):
         """(n_query, D) -> (n_query, n_way) logits."""
 
     def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> "EmbeddingLearner":
+        check_support_labels(support_y, support_x)
         return self.fit_embeddings(self.backbone(support_x), support_y)
 
     def forward(self, query_x: torch.Tensor) -> torch.Tensor:
@@ -63,13 +64,30 @@ class EmbeddingLearner(Learner):
         return F.cross_entropy(logits, episode.query_y), logits
 
 
-def check_support_labels(support_y: torch.Tensor) -> int:
-    """Validate episode-local labels and return ``n_way``."""
+def check_support_labels(support_y: torch.Tensor, support_x: torch.Tensor | None = None) -> int:
+    """Validate episode-local support labels (and, given ``support_x``, one label per item); return ``n_way``.
+
+    Labels must be a non-empty 1-D integer tensor holding ``0..n_way-1``, every class at least once.
+    """
+    if not isinstance(support_y, torch.Tensor):
+        raise FewzeroError(f"support labels must be a torch.Tensor, got {type(support_y).__name__}")
     if support_y.ndim != 1 or support_y.numel() == 0:
         raise FewzeroError(f"support labels must be a non-empty 1-D tensor, got shape {tuple(support_y.shape)}")
+    if support_y.is_floating_point() or support_y.is_complex() or support_y.dtype == torch.bool:
+        raise FewzeroError(f"support labels must be integers (torch.long), got dtype {support_y.dtype}: "
+                           f"pass y.long() with values 0..n_way-1")
+    if support_x is not None:
+        if not isinstance(support_x, torch.Tensor) or support_x.ndim == 0:
+            raise FewzeroError("support items must be a tensor of shape (n_support, *item_shape)")
+        if support_x.shape[0] != support_y.shape[0]:
+            raise FewzeroError(f"the support set has {support_x.shape[0]} items but {support_y.shape[0]} labels: "
+                               f"give one label per item")
+    if int(support_y.min()) < 0:
+        raise FewzeroError(f"support labels must be 0..n_way-1, got {int(support_y.min())}: relabel the support set "
+                           "(e.g. torch.unique(y, return_inverse=True)[1])")
     n_way = int(support_y.max()) + 1
     present = torch.bincount(support_y.long(), minlength=n_way)
-    if int(support_y.min()) < 0 or bool((present == 0).any()):
+    if bool((present == 0).any()):
         raise FewzeroError("support labels must be 0..n_way-1 with every class present: relabel the support set "
                            "(e.g. torch.unique(y, return_inverse=True)[1])")
     return n_way

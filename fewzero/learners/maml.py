@@ -50,7 +50,7 @@ class MAML(Learner):
 
     label_permutation_invariant = False  # row i of the (meta-learned) head belongs to label i
 
-    def __init__(self, backbone: nn.Module, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,
+    def __init__(self, backbone: nn.Module, *, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,
                  inner_steps: int = 1, test_inner_steps: int | None = 3, first_order: bool = False,
                  batch_norm: str = "transductive", test_inner_lr: float | None = None):
         super().__init__()
@@ -205,7 +205,7 @@ def same_strides(reference: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 @LEARNERS.register("fomaml")
-def fomaml(backbone: nn.Module, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4, inner_steps: int = 1,
+def fomaml(backbone: nn.Module, *, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4, inner_steps: int = 1,
            test_inner_steps: int | None = 3, batch_norm: str = "transductive", test_inner_lr: float | None = None
            ) -> MAML:
     """First-order MAML: ``MAML(..., first_order=True)``."""

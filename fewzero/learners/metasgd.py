@@ -17,7 +17,7 @@ class MetaSGD(MAML):
         inner_lrs: one learned step-size tensor per entry of ``meta_weights()``, same shape.
     """
 
-    def __init__(self, backbone: nn.Module, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,
+    def __init__(self, backbone: nn.Module, *, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,
                  inner_steps: int = 1, test_inner_steps: int | None = 3, first_order: bool = False,
                  batch_norm: str = "transductive"):
         super().__init__(backbone, n_way=n_way, feature_dim=feature_dim, inner_lr=inner_lr, inner_steps=inner_steps,

@@ -23,7 +23,7 @@ class ProtoNet(EmbeddingLearner):
         scale: temperature of the cosine logits.
     """
 
-    def __init__(self, backbone: nn.Module, distance: str = "euclidean", scale: float = 10.0):
+    def __init__(self, backbone: nn.Module, *, distance: str = "euclidean", scale: float = 10.0):
         super().__init__()
         if distance not in DISTANCES:
             raise FewzeroError(f"unknown distance {distance!r}: choose one of {', '.join(DISTANCES)}")

@@ -21,7 +21,7 @@ class Reptile(MAML):
     adapted network, for the progress bar. Arguments as ``MAML`` (there is no second order).
     """
 
-    def __init__(self, backbone: nn.Module, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.1,
+    def __init__(self, backbone: nn.Module, *, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.1,
                  inner_steps: int = 5, test_inner_steps: int | None = 50, batch_norm: str = "transductive",
                  test_inner_lr: float | None = None):
         super().__init__(backbone, n_way=n_way, feature_dim=feature_dim, inner_lr=inner_lr, inner_steps=inner_steps,

@@ -1,4 +1,4 @@
-"""Default checkpoints per (method, dataset): shipped in this folder, else cached, else trained on first use.
+"""Default checkpoints per (method, dataset): shipped in this folder, else a finished run in the user cache.
 
 A shipped ``<method>_<dataset>.pt`` is produced by ``fewzero train`` with ``configs/<method>_<dataset>.yaml``;
 the command that made it is recorded in ``<method>_<dataset>.md`` beside it. Learners whose head is tied to the
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fewzero.config import RunConfig, load_config
+from fewzero.config import RunConfig
 from fewzero.paths import user_cache_dir
 
 PACKAGED = Path(__file__).parent
@@ -34,20 +34,20 @@ def shipped_checkpoint(config: RunConfig) -> Path | None:
     return None
 
 
-def default_checkpoint(config: RunConfig, data_root: str | None = None, progress: bool = True) -> Path:
-    """The checkpoint ``fewzero eval`` uses for ``(config.method, config.dataset)`` when none is given."""
+def cached_run(config: RunConfig) -> Path:
+    """The cache folder where ``fewzero eval --train-if-missing`` keeps the model it trains for ``config``."""
+    return user_cache_dir() / "checkpoints" / shipped_name(config.method, config.dataset)
+
+
+def default_checkpoint(config: RunConfig) -> Path | None:
+    """The checkpoint ``fewzero eval`` uses when none is given: shipped, else a finished run in the cache, else None.
+
+    A run is finished when its ``metrics.json`` (written at the end of training) is there.
+    """
     shipped = shipped_checkpoint(config)
     if shipped is not None:
         return shipped
-    name = shipped_name(config.method, config.dataset)
-    run = user_cache_dir() / "checkpoints" / name
-    if (run / "best.pt").is_file() and not (run / "last.pt").is_file():
+    run = cached_run(config)
+    if (run / "best.pt").is_file() and (run / "metrics.json").is_file():
         return run / "best.pt"
-    from fewzero.train import train
-
-    print(f"no checkpoint for {name} yet: training one with the default config into {run} "
-          f"(once; later runs reuse it)")
-    train(load_config(config.method, config.dataset), run, resume=(run / "last.pt").is_file(),
-          data_root=data_root, progress=progress)
-    (run / "last.pt").unlink()  # the finished run keeps only best.pt, which marks it complete
-    return run / "best.pt"
+    return None

@@ -22,7 +22,7 @@ class ZeroShotLearner(nn.Module, metaclass=abc.ABCMeta):
             attributes on any scale and text embeddings behave alike.
     """
 
-    def __init__(self, normalize_semantics: bool = True):
+    def __init__(self, *, normalize_semantics: bool = True):
         super().__init__()
         self.normalize_semantics = normalize_semantics
         self.n_features_in_: int | None = None

@@ -27,7 +27,7 @@ class BilinearLearner(ZeroShotLearner):
         normalize_semantics: see ``ZeroShotLearner``.
     """
 
-    def __init__(self, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
+    def __init__(self, *, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
                  optimizer: str = "adam", seed: int = 0, normalize_semantics: bool = True):
         super().__init__(normalize_semantics=normalize_semantics)
         if optimizer not in OPTIMIZERS:

@@ -27,12 +27,14 @@ class CVAE(GenerativeLearner):
         kl_weight: weight of the KL term (beta).
     """
 
-    def __init__(self, n_synthetic: int = 300, noise_dim: int = 64, hidden_dim: int = 1024, epochs: int = 30,
+    def __init__(self, *, n_synthetic: int = 300, noise_dim: int = 64, hidden_dim: int = 1024, epochs: int = 30,
                  batch_size: int = 64, lr: float = 1e-3, kl_weight: float = 1.0, cls_weight: float = 0.1,
                  classifier_epochs: int = 2, classifier_lr: float = 1e-3, guide_epochs: int = 25,
                  balance_classes: bool = True, seed: int = 0, progress: bool = True, normalize_semantics: bool = True):
-        super().__init__(n_synthetic, noise_dim, hidden_dim, epochs, batch_size, lr, cls_weight, classifier_epochs,
-                         classifier_lr, guide_epochs, balance_classes, seed, progress, normalize_semantics)
+        super().__init__(n_synthetic=n_synthetic, noise_dim=noise_dim, hidden_dim=hidden_dim, epochs=epochs,
+                         batch_size=batch_size, lr=lr, cls_weight=cls_weight, classifier_epochs=classifier_epochs,
+                         classifier_lr=classifier_lr, guide_epochs=guide_epochs, balance_classes=balance_classes,
+                         seed=seed, progress=progress, normalize_semantics=normalize_semantics)
         if kl_weight < 0:
             raise FewzeroError(f"kl_weight is {kl_weight}: it must be 0 or positive")
         self.kl_weight = kl_weight

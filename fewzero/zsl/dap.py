@@ -29,7 +29,7 @@ class DAP(ZeroShotLearner):
         normalize_semantics: see ``ZeroShotLearner``.
     """
 
-    def __init__(self, reg: float = 1e-3, binarize: bool = True, max_iter: int = 200,
+    def __init__(self, *, reg: float = 1e-3, binarize: bool = True, max_iter: int = 200,
                  normalize_semantics: bool = True):
         super().__init__(normalize_semantics=normalize_semantics)
         self.reg, self.binarize, self.max_iter = reg, binarize, max_iter

@@ -17,7 +17,7 @@ class DeViSE(BilinearLearner):
         Other options: see ``BilinearLearner``.
     """
 
-    def __init__(self, margin: float = 0.1, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3,
+    def __init__(self, *, margin: float = 0.1, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3,
                  weight_decay: float = 0.0, optimizer: str = "adam", seed: int = 0,
                  normalize_semantics: bool = True):
         super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,

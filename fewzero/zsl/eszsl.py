@@ -25,7 +25,7 @@ class ESZSL(ZeroShotLearner):
         normalize_semantics: see ``ZeroShotLearner``.
     """
 
-    def __init__(self, gamma: float = 1.0, lam: float = 0.1, center_features: bool = True,
+    def __init__(self, *, gamma: float = 1.0, lam: float = 0.1, center_features: bool = True,
                  normalize_semantics: bool = True):
         super().__init__(normalize_semantics=normalize_semantics)
         self.gamma, self.lam, self.center_features = gamma, lam, center_features

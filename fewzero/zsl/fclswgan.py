@@ -32,13 +32,15 @@ class FCLSWGAN(GenerativeLearner):
         gp_weight: weight of the gradient penalty (the paper's lambda).
     """
 
-    def __init__(self, n_synthetic: int = 300, noise_dim: int = 64, hidden_dim: int = 1024, epochs: int = 30,
+    def __init__(self, *, n_synthetic: int = 300, noise_dim: int = 64, hidden_dim: int = 1024, epochs: int = 30,
                  batch_size: int = 64, lr: float = 3e-4, critic_steps: int = 5, gp_weight: float = 10.0,
                  cls_weight: float = 0.01, classifier_epochs: int = 2, classifier_lr: float = 1e-3,
                  guide_epochs: int = 25, balance_classes: bool = True, seed: int = 0, progress: bool = True,
                  normalize_semantics: bool = True):
-        super().__init__(n_synthetic, noise_dim, hidden_dim, epochs, batch_size, lr, cls_weight, classifier_epochs,
-                         classifier_lr, guide_epochs, balance_classes, seed, progress, normalize_semantics)
+        super().__init__(n_synthetic=n_synthetic, noise_dim=noise_dim, hidden_dim=hidden_dim, epochs=epochs,
+                         batch_size=batch_size, lr=lr, cls_weight=cls_weight, classifier_epochs=classifier_epochs,
+                         classifier_lr=classifier_lr, guide_epochs=guide_epochs, balance_classes=balance_classes,
+                         seed=seed, progress=progress, normalize_semantics=normalize_semantics)
         if int(critic_steps) < 1:
             raise FewzeroError(f"critic_steps is {critic_steps}: the critic needs at least 1 update per step")
         if gp_weight < 0:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fewzero.atomic import atomic_path
 from fewzero.errors import FewzeroError
 from fewzero.paths import user_cache_dir
 from fewzero.registry import BACKBONES
@@ -170,8 +171,6 @@ def image_features(images: torch.Tensor, labels: torch.Tensor, train_index: torc
     facts = {**settings, **facts, "embed_seconds": round(time.perf_counter() - started, 1),
              "feature_dim": int(features.shape[1]), "threads": torch.get_num_threads()}
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, features=features.numpy(), facts=np.array(json.dumps(facts)))
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, features=features.numpy(), facts=np.array(json.dumps(facts)))
     return features, {**facts, "cached": False}

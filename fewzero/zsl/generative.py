@@ -52,9 +52,10 @@ class GenerativeLearner(ZeroShotLearner):
         normalize_semantics: see ``ZeroShotLearner``.
     """
 
-    def __init__(self, n_synthetic: int, noise_dim: int, hidden_dim: int, epochs: int, batch_size: int, lr: float,
-                 cls_weight: float, classifier_epochs: int, classifier_lr: float, guide_epochs: int,
-                 balance_classes: bool, seed: int, progress: bool, normalize_semantics: bool):
+    def __init__(self, *, n_synthetic: int = 300, noise_dim: int = 64, hidden_dim: int = 1024, epochs: int = 30,
+                 batch_size: int = 64, lr: float = 1e-3, cls_weight: float = 0.01, classifier_epochs: int = 2,
+                 classifier_lr: float = 1e-3, guide_epochs: int = 25, balance_classes: bool = True, seed: int = 0,
+                 progress: bool = True, normalize_semantics: bool = True):
         super().__init__(normalize_semantics=normalize_semantics)
         if int(n_synthetic) < 1:
             raise FewzeroError(f"n_synthetic is {n_synthetic}: generate at least 1 feature per unseen class "

@@ -26,7 +26,7 @@ class SAE(ZeroShotLearner):
         normalize_semantics: see ``ZeroShotLearner``.
     """
 
-    def __init__(self, lam: float = 0.2, space: str = "semantic", normalize_semantics: bool = True):
+    def __init__(self, *, lam: float = 0.2, space: str = "semantic", normalize_semantics: bool = True):
         super().__init__(normalize_semantics=normalize_semantics)
         if space not in SPACES:
             raise FewzeroError(f"unknown SAE space {space!r}: choose one of {', '.join(SPACES)}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from fewzero.errors import FewzeroError
-from fewzero.zsl.data import ZeroShotData
+from fewzero.data.zero_shot import ZeroShotData
 
 
 @dataclass

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import argparse
 
+from fewzero.data.zero_shot import ZeroShotData
 from fewzero.errors import FewzeroError
 from fewzero.evaluate_zsl import ZeroShotReport, evaluate_zero_shot
 from fewzero.registry import ZERO_SHOT
-from fewzero.zsl.data import ZeroShotData
 
 DEFAULT_DATASET = "cub50"
+DEFAULT_SEMANTICS = "attributes"
 
 
 def load_data(dataset: str, semantics: str, data_root: str | None, progress: bool, **options) -> ZeroShotData:
-    """The benchmark's ``ZeroShotData`` (``fewzero.data.zsl_loaders.load_zero_shot``, imported lazily)."""
-    from fewzero.data.zsl_loaders import load_zero_shot
+    """The benchmark's ``ZeroShotData`` (``fewzero.zsl.loaders.load_zero_shot``, imported lazily)."""
+    from fewzero.zsl.loaders import load_zero_shot
 
     return load_zero_shot(dataset, semantics=semantics, data_root=data_root, progress=progress, **options)
 
@@ -70,7 +71,8 @@ def eval_from_args(args: argparse.Namespace) -> ZeroShotReport:
         else:
             (learner_args if key in parameters else data_args)[key] = value
     curve = str(args.records).removesuffix(".json") + "_curve.png" if args.records else None
-    report = run_zero_shot_eval(args.method, args.dataset or DEFAULT_DATASET, args.semantics, args.data_root,
+    report = run_zero_shot_eval(args.method, args.dataset or DEFAULT_DATASET, args.semantics or DEFAULT_SEMANTICS,
+                                args.data_root,
                                 args.seed if args.seed is not None else 0, args.quiet, learner_args, data_args,
                                 curve_path=curve)
     if args.records:

@@ -14,7 +14,7 @@ import os
 import torch
 
 from fewzero.errors import FewzeroError
-from fewzero.zsl.data import ZeroShotData
+from fewzero.data.zero_shot import ZeroShotData
 
 SEMANTICS = ("attributes", "text")
 

@@ -1,0 +1,106 @@
+"""``fewzero eval``: resolve the method's kind once, refuse flags of the other kind, hand over to its evaluator."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fewzero.catalogue import method_kind
+from fewzero.cli.outputs import check_writable_file
+from fewzero.cli.parser import EVAL_FLAGS_BY_KIND, flag_name
+from fewzero.errors import FewzeroError
+
+
+def refuse_foreign_flags(args: argparse.Namespace, kind: str) -> None:
+    """A flag that only another kind of method takes is an error that names the flags this kind takes."""
+    foreign = [flag_name(dest) for other, dests in EVAL_FLAGS_BY_KIND.items() if other != kind
+               for dest in dests if getattr(args, dest, None) is not None]
+    if foreign:
+        own = ", ".join(flag_name(dest) for dest in EVAL_FLAGS_BY_KIND[kind]) or "none"
+        raise FewzeroError(f"{', '.join(foreign)} does not apply to {args.method} (a {kind} method): drop it; "
+                           f"the {kind} flags are {own}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    kind = method_kind(args.method)
+    refuse_foreign_flags(args, kind)
+    if args.records:
+        check_writable_file(args.records, "--records")
+    if kind == "zero-shot":
+        from fewzero.cli.zero_shot import eval_from_args
+
+        eval_from_args(args)
+    else:
+        eval_few_shot(args)
+
+
+def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> dict:
+    from fewzero.config import parse_override
+
+    values = dict(parse_override(text) for text in args.set)
+    for flag, key in mapping.items():
+        if getattr(args, flag, None) is not None:
+            values[key] = getattr(args, flag)
+    return values
+
+
+def _checkpoint_for(args: argparse.Namespace, config, set_values: dict) -> Path:
+    """``--checkpoint``, else the packaged or cached model, else (with ``--train-if-missing``) a new one, trained
+    with the method's config (``--config``) and the ``--set`` values."""
+    from fewzero.pretrained import cached_run, default_checkpoint
+
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    found = default_checkpoint(config)
+    if found is not None:
+        return found
+    run = cached_run(config)
+    if not args.train_if_missing:
+        raise FewzeroError(f"no trained {config.method} model for {config.dataset} is packaged or cached: run "
+                           f"`fewzero train --method {config.method} --dataset {config.dataset} --out {run}` "
+                           f"(or pass --train-if-missing, or --checkpoint)")
+    from fewzero.config import load_config
+    from fewzero.train import train
+
+    print(f"no checkpoint for {config.method} on {config.dataset} yet: training one with the default config "
+          f"into {run} (once; later runs reuse it)")
+    config = load_config(config.method, config.dataset, args.config, set_values)
+    train(config, run, resume=(run / "last.pt").is_file(),
+          data_root=args.data_root, progress=not args.quiet)
+    return run / "best.pt"
+
+
+def eval_few_shot(args: argparse.Namespace) -> None:
+    from fewzero.checkpoint import learner_from_checkpoint
+    from fewzero.config import check_device, load_config
+    from fewzero.evaluate import evaluate
+    from fewzero.train import episode_sampler, load_split
+
+    mapping = {"split": "split", "seed": "test_seed", "device": "device", "way": "test_way", "shot": "test_shot",
+               "query": "test_query", "episodes": "test_episodes", "subset": "test_subset"}
+    overrides = _overrides(args, mapping)
+    config = load_config(args.method, args.dataset, args.config, overrides)
+    check_device(config.device, require_available=True)
+    checkpoint = _checkpoint_for(args, config, _overrides(args, {}))
+    # Learner settings given on the command line (--set learner.test_inner_steps=5) apply to the saved model.
+    learner_overrides = {key.split(".", 1)[1]: value for key, value in overrides.items() if key.startswith("learner.")}
+    learner, trained_config, _ = learner_from_checkpoint(checkpoint, learner_overrides)
+    for key in ("method", "dataset"):
+        if getattr(trained_config, key) != getattr(config, key):
+            raise FewzeroError(f"{checkpoint} holds a model of {key} {getattr(trained_config, key)}, not "
+                               f"{getattr(config, key)}: pass --{key} {getattr(trained_config, key)} or another "
+                               f"--checkpoint")
+    # The model's own data settings (image size, backbone) apply; the episode settings come from the eval config.
+    config.image_size, config.backbone = trained_config.image_size, trained_config.backbone
+    if args.batch_norm:
+        if not hasattr(learner, "batch_norm"):
+            raise FewzeroError(f"--batch-norm applies to the MAML family, not {config.method}: drop it")
+        learner.batch_norm = args.batch_norm
+    dataset = load_split(config, config.test_subset, args.data_root, progress=not args.quiet)
+    sampler = episode_sampler(dataset, config, config.test_episodes, config.test_seed)
+    report = evaluate(learner.to(config.device), dataset, sampler, config.device, progress=not args.quiet)
+    print(f"{config.method} on {config.dataset} ({config.split} {config.test_subset}) from {checkpoint}")
+    if hasattr(learner, "describe_adaptation"):
+        print(learner.describe_adaptation())
+    print(report)
+    if args.records:
+        print(f"records written to {report.save(args.records)}")

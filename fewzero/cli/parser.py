@@ -1,0 +1,86 @@
+"""The argument parser of ``fewzero``, and which ``eval`` flags apply to which kind of method.
+
+Every optional flag defaults to ``None`` so that a command can tell a flag the user gave from one left unset.
+"""
+from __future__ import annotations
+
+import argparse
+
+# eval flags (argparse dest names) that only one kind of method takes; the rest apply to every kind
+FEW_SHOT_EVAL_FLAGS = ("config", "split", "device", "checkpoint", "way", "shot", "query", "episodes", "subset",
+                       "batch_norm", "train_if_missing")
+ZERO_SHOT_EVAL_FLAGS = ("semantics",)
+EVAL_FLAGS_BY_KIND = {"few-shot": FEW_SHOT_EVAL_FLAGS, "zero-shot": ZERO_SHOT_EVAL_FLAGS}
+
+# train flags that a resumed run may change; any other flag conflicts with the saved config
+RESUMABLE_TRAIN_FLAGS = ("episodes",)
+RESUMABLE_SET_KEYS = ("episodes", "max_minutes")
+
+
+def flag_name(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", required=True, help="learner name (see `fewzero list`)")
+    p.add_argument("--dataset", default=None, help="dataset name (default: omniglot, or cub50 for zero-shot)")
+    p.add_argument("--data-root", default=None, help="data folder (default: $FEWZERO_DATA, else the user cache)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set lr=0.0005 --set learner.distance=cosine")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_few_shot(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="YAML config (default: configs/<method>_<dataset>.yaml)")
+    p.add_argument("--split", default=None, help="dataset split scheme, e.g. vinyals or lake for Omniglot")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fewzero", description="Few-shot and zero-shot learning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="show learners by kind, backbones, datasets (and whether their data is found), "
+                                "configs and packaged models").add_argument(
+        "--data-root", default=None, help="data folder to look for datasets in (default: $FEWZERO_DATA)")
+
+    train = sub.add_parser("train", help="meta-train a few-shot learner")
+    _add_common(train)
+    _add_few_shot(train)
+    train.add_argument("--out", default=None, help="run folder (default: runs/<method>_<dataset>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    train.add_argument("--log", default=None, choices=("jsonl", "tensorboard"),
+                       help="run log: metrics.jsonl (always written) or also TensorBoard event files")
+    train.add_argument("--episodes", type=int, default=None)
+    train.add_argument("--train-way", type=int, default=None)
+    train.add_argument("--train-shot", type=int, default=None)
+    train.add_argument("--train-query", type=int, default=None)
+    train.add_argument("--lr", type=float, default=None)
+
+    ev = sub.add_parser("eval", help="evaluate a learner: fixed test episodes (few-shot) or a zero-shot benchmark")
+    _add_common(ev)
+    ev.add_argument("--records", default=None, help="write the report (with per-episode records) to this JSON file")
+    few = ev.add_argument_group("few-shot methods")
+    _add_few_shot(few)
+    few.add_argument("--checkpoint", default=None, help="weights to evaluate (default: the packaged or cached model)")
+    few.add_argument("--train-if-missing", action="store_true", default=None,
+                     help="train the default model into the cache when none is packaged or cached")
+    few.add_argument("--way", type=int, default=None)
+    few.add_argument("--shot", type=int, default=None)
+    few.add_argument("--query", type=int, default=None)
+    few.add_argument("--episodes", type=int, default=None, help="number of test episodes (default 1000)")
+    few.add_argument("--subset", default=None, help="which subset to test on (default: test)")
+    few.add_argument("--batch-norm", default=None, choices=("transductive", "inductive"),
+                     help="MAML family: normalise queries with their own batch statistics (transductive, the "
+                          "paper's choice and the default) or with the support set's (inductive)")
+    zero = ev.add_argument_group("zero-shot methods")
+    zero.add_argument("--semantics", default=None, choices=("attributes", "text"),
+                      help="class semantics (default: attributes)")
+
+    plot = sub.add_parser("plot", help="draw the learning curves of one or more runs into a PNG")
+    plot.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders holding metrics.jsonl")
+    plot.add_argument("--out", default="curves.png", help="PNG to write (default: curves.png)")
+    plot.add_argument("--metric", action="append", default=None,
+                      help="record key to plot, repeatable (default: val_accuracy and train_loss)")
+    return parser

@@ -1,0 +1,73 @@
+"""``fewzero train``: build the config from flags, check the run folder before any work, train."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fewzero.catalogue import method_kind
+from fewzero.cli.parser import RESUMABLE_SET_KEYS, RESUMABLE_TRAIN_FLAGS, flag_name
+from fewzero.errors import FewzeroError
+
+# flag (argparse dest) -> config key
+TRAIN_FLAGS = {"split": "split", "seed": "seed", "device": "device", "episodes": "episodes", "lr": "lr",
+               "train_way": "train_way", "train_shot": "train_shot", "train_query": "train_query"}
+OTHER_CONFIG_FLAGS = ("method", "dataset", "config")
+
+
+def _set_values(args: argparse.Namespace) -> dict:
+    from fewzero.config import parse_override
+
+    return dict(parse_override(text) for text in args.set)
+
+
+def _resume_changes(args: argparse.Namespace) -> dict:
+    """The settings a resumed run may change; any other flag is refused, naming it."""
+    given = [flag_name(dest) for dest in (*TRAIN_FLAGS, *OTHER_CONFIG_FLAGS)
+             if dest not in RESUMABLE_TRAIN_FLAGS and dest != "method" and getattr(args, dest, None) is not None]
+    values = _set_values(args)
+    given += [f"--set {key}" for key in values if key not in RESUMABLE_SET_KEYS]
+    if given:
+        allowed = ", ".join([*map(flag_name, RESUMABLE_TRAIN_FLAGS), *(f"--set {k}" for k in RESUMABLE_SET_KEYS)])
+        raise FewzeroError(f"--resume continues the run with its saved config: drop {', '.join(given)} "
+                           f"(only {allowed} may change)")
+    changes = {key: value for key, value in values.items()}
+    if args.episodes is not None:
+        changes["episodes"] = args.episodes
+    return changes
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from fewzero.config import load_config
+    from fewzero.train import train
+
+    if method_kind(args.method) == "zero-shot":
+        raise FewzeroError(f"{args.method} is a zero-shot method: it is fitted by `fewzero eval --method "
+                           f"{args.method}`, not trained with `fewzero train`")
+    if args.resume:
+        if args.out is None:
+            raise FewzeroError("--resume needs --out: the run folder to continue")
+        out = Path(args.out)
+        changes = _resume_changes(args)
+        saved = _saved_method(out)
+        if saved is not None and saved != args.method:
+            raise FewzeroError(f"{out} holds a {saved} run, not {args.method}: pass --method {saved}")
+        metrics = train(None, out, resume=True, data_root=args.data_root, progress=not args.quiet,
+                        tensorboard=args.log == "tensorboard", changes=changes)
+    else:
+        overrides = {**_set_values(args), **{key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()
+                                             if getattr(args, flag) is not None}}
+        config = load_config(args.method, args.dataset, args.config, overrides)
+        out = Path(args.out or f"runs/{config.method}_{config.dataset}")
+        metrics = train(config, out, overwrite=args.overwrite, data_root=args.data_root, progress=not args.quiet,
+                        tensorboard=args.log == "tensorboard")
+    print(f"best validation accuracy {metrics['best_val_accuracy']:.2f} +- {metrics['best_val_ci95'] or 0:.2f} % "
+          f"at episode {metrics['best_episode']} ({metrics['train_seconds']:.0f} s); checkpoint {out / 'best.pt'}")
+
+
+def _saved_method(out: Path) -> str | None:
+    from fewzero.checkpoint import load_checkpoint
+
+    last = out / "last.pt"
+    if not last.is_file():
+        return None  # train() says there is nothing to resume
+    return load_checkpoint(last).get("config", {}).get("method")

@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/fewzero eval --method protonet
 
 test: $(STAMP)
-	FEWZERO_REQUIRE_L2L=1 $(BIN)/python -m pytest -q
+	FEWZERO_REQUIRE_L2L=1 $(BIN)/python -m pytest -q --durations=15
 
 benchmark-omniglot: $(STAMP)
 	$(BIN)/python benchmarks/omniglot.py --method protonet

@@ -78,9 +78,4 @@ def method_kind(name: str) -> str:
     raise FewzeroError(f"unknown method {name!r}: choose one of {known}")
 
 
-def dataset_kind(name: str) -> str | None:
-    """The kind of a listed dataset, or None for a name the catalogue does not list."""
-    return next((entry.kind for entry in DATASET_ENTRIES if entry.name.lower() == name.lower()), None)
-
-
 _declare_builtins()

@@ -44,7 +44,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
+        if _carries_code(exc):
             raise FewzeroError(f"checkpoint {path} holds Python objects other than tensors and plain values "
                                f"(loading them could run code), so it is refused: use a checkpoint written by "
                                f"fewzero train") from None
@@ -54,6 +54,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or not isinstance(payload.get("model"), dict):
         raise FewzeroError(f"{path} is not a fewzero checkpoint: point --checkpoint at a file written by fewzero train")
     return payload
+
+
+def _carries_code(exc: pickle.UnpicklingError) -> bool:
+    """Whether the weights-only unpickler refused a global (a class or function to call), not damaged bytes."""
+    text = str(exc).lower()
+    return "weights only" in text and any(word in text for word in ("global", "allowlisted"))
 
 
 def _unreadable(path: Path, exc: Exception) -> FewzeroError:

@@ -186,7 +186,6 @@ class ZeroShotReport:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report as JSON (atomically)."""
         return write_json(path, asdict(self))
-        return path
 
 
 def _local_labels(labels: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

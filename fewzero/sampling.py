@@ -91,7 +91,7 @@ class EpisodeSampler(Sampler[list[int]]):
 def _count(name: str, value: object, low: int) -> int:
     """``value`` as an int >= ``low``; NaN, infinities, fractions, bools and non-numbers are a FewzeroError."""
     number = None
-    if not isinstance(value, bool):
+    if not isinstance(value, (bool, str, bytes)):
         try:
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError, RuntimeError):

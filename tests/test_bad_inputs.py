@@ -410,7 +410,7 @@ def test_config_origins_in_the_python_api(tmp_path):
     with pytest.raises(FewzeroError, match=r"'episodes' in .*run.yaml must be >= 1"):
         load_config(path=path, overrides={"lr": 0.1}, origins={"lr": "--lr"})
     path.write_text("method: protonet\nlearner: {distance: cosine}\n")
-    with pytest.raises(FewzeroError, match=r"learner.scale \(from --set learner.scale=1e999\)"):
+    with pytest.raises(FewzeroError, match=r"'learner.scale' \(from --set learner.scale=1e999\) must be a finite number"):
         load_config(path=path, overrides={"learner.scale": float("inf")},
                     origins={"learner.scale": "--set learner.scale=1e999"})
 

@@ -32,10 +32,18 @@ def checkpoint(tmp_path_factory):
     return save_checkpoint(path, {"config": config.to_dict(), "model": build_learner(config).state_dict()})
 
 
-def test_list():
+def test_list_shows_every_kind_and_whether_the_data_is_found(data_root, tmp_path):
     result = run("list")
-    assert result.returncode == 0
-    assert "protonet" in result.stdout and "conv4" in result.stdout and "omniglot" in result.stdout
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["few-shot", "methods:", "anil,"] and "protonet" in lines[0]
+    assert lines[1].startswith("zero-shot methods:") and "eszsl" in lines[1] and "protonet" not in lines[1]
+    assert "conv4" in lines[2]
+    found = {line.split()[0]: line.split()[2] for line in lines if line.startswith("  ")}
+    assert found["omniglot"] == "found" and found["cub50"] == "found" and found["xlsa17-AWA2"] == "not"
+    assert "protonet_omniglot" in result.stdout and "maml_omniglot_20way" in result.stdout
+    empty = run("list", "--data-root", str(tmp_path)).stdout
+    assert "  omniglot       few-shot   not found" in empty
 
 
 def test_eval_with_a_checkpoint_writes_records(data_root, checkpoint, tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from fewzero.runlog import LOG_KINDS
+
 # eval flags (argparse dest names) that only one kind of method takes; the rest apply to every kind
 FEW_SHOT_EVAL_FLAGS = ("config", "split", "device", "checkpoint", "way", "shot", "query", "episodes", "subset",
                        "batch_norm", "train_if_missing")
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=None, help="run folder (default: runs/<method>_<dataset>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    train.add_argument("--log", default=None, choices=("jsonl", "tensorboard"),
+    train.add_argument("--log", default=None, choices=LOG_KINDS,
                        help="run log: metrics.jsonl (always written) or also TensorBoard event files")
     train.add_argument("--episodes", type=int, default=None)
     train.add_argument("--train-way", type=int, default=None)

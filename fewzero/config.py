@@ -105,7 +105,8 @@ def _check_available(device: torch.device, name: str, where: str) -> None:
 
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            reason = "this PyTorch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+            reason = ("this PyTorch build has no CUDA support" if torch.version.cuda is None
+                      else "no CUDA GPU is visible")
             raise FewzeroError(f"device {name!r}{where} is not available ({reason}): use --device cpu")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
@@ -299,7 +300,8 @@ def load_config(method: str | None = None, dataset: str | None = None, path: str
     """Defaults (dataclass) <- ``path`` or ``configs/<method>_<dataset>.yaml`` <- ``overrides`` (None = unset).
 
     ``origins`` names what set each override (``{"lr": "--lr", "seed": "--set seed=3"}``) for error messages;
-    overrides without one are reported as coming from the overrides, never from the YAML file.
+    overrides without one are reported as coming from the overrides, never from the YAML file. An override of None
+    is skipped (a flag left unset) unless ``origins`` names it (``--set max_minutes=null`` sets None).
     """
     values: dict[str, Any] = {}
     where = ""
@@ -317,7 +319,7 @@ def load_config(method: str | None = None, dataset: str | None = None, path: str
     values = {**values, **({"method": method} if method else {}), **({"dataset": dataset} if dataset else {})}
     origins = dict(origins or {})
     for key, value in (overrides or {}).items():
-        if value is None:
+        if value is None and key not in origins:  # None means "not given", unless someone set it (--set key=null)
             continue
         origins.setdefault(key, "overrides")
         head, _, tail = key.partition(".")

@@ -41,7 +41,8 @@ class EpisodeSampler(Sampler[list[int]]):
                  n_episodes: int, seed: int = 0, start: int = 0, class_names: Sequence[str] | None = None,
                  rank: int = 0, world: int = 1):
         n_way, n_shot, n_query = _count("n_way", n_way, 1), _count("n_shot", n_shot, 1), _count("n_query", n_query, 0)
-        n_episodes, start, seed = _count("n_episodes", n_episodes, 0), _count("start", start, 0), _count("seed", seed, 0)
+        n_episodes, start = _count("n_episodes", n_episodes, 0), _count("start", start, 0)
+        seed = _count("seed", seed, 0)
         rank, world = _count("rank", rank, 0), _count("world", world, 1)
         if not rank < world:
             raise FewzeroError(f"rank must be in [0, world={world}), got {rank}")

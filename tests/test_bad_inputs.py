@@ -115,34 +115,31 @@ def extract(root: Path) -> None:
         path.unlink()
 
 
+def _untrained(method: str, **config_changes) -> dict:
+    """The payload of an untrained, narrow (hidden width 8) checkpoint, optionally with a changed config."""
+    overrides = {"backbone_args.hidden": 8, **({"learner.feature_dim": 8} if method != "protonet" else {})}
+    config = load_config(method, "omniglot", overrides=overrides)
+    return {"config": {**config.to_dict(), **config_changes}, "in_channels": 1,
+            "model": build_learner(config).state_dict()}
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    """Small untrained checkpoints (hidden width 8): protonet, maml, and damaged or foreign variants."""
+    """Checkpoints by name: good protonet and maml ones, and damaged, foreign or malicious ones."""
     folder = tmp_path_factory.mktemp("checkpoints")
-    made = {}
-    for method in ("protonet", "maml"):
-        config = load_config(method, "omniglot", overrides={"backbone_args.hidden": 8} if method == "protonet"
-                             else {"backbone_args.hidden": 8, "learner.feature_dim": 8})
-        made[method] = save_checkpoint(folder / f"{method}.pt", {"config": config.to_dict(), "in_channels": 1,
-                                                                 "model": build_learner(config).state_dict()})
-    good = made["protonet"].read_bytes()
-    (folder / "truncated.pt").write_bytes(good[: len(good) // 2])
-    made["truncated"] = folder / "truncated.pt"
-    payload = torch.load(made["protonet"], weights_only=True)
-    made["no_config"] = save_checkpoint(folder / "no_config.pt", {"model": payload["model"]})
-    bad_args = {**payload["config"], "backbone_args": {"hidden": "wide"}}
-    made["bad_backbone_args"] = save_checkpoint(folder / "bad_args.pt", {"config": bad_args, "model": payload["model"]})
-    made["other_dataset"] = save_checkpoint(folder / "tinyglot.pt", {**{k: v for k, v in payload.items()
-                                                                        if k != "format"},
-                                                                     "config": {**payload["config"],
-                                                                                "dataset": "tinyglot"}})
-    made["folder"] = folder / "run"
-    made["folder"].mkdir()
-    save_checkpoint(made["folder"] / "best.pt", {k: v for k, v in payload.items() if k != "format"})
-    made["marker"] = folder / "code-ran"
-    made["pickled_code"] = folder / "pickled_code.pt"
-    torch.save({"format": "fewzero-checkpoint-v1", "config": payload["config"], "model": payload["model"],
-                "note": RunsCode(made["marker"])}, made["pickled_code"])
+    good = _untrained("protonet")
+    made = {"protonet": save_checkpoint(folder / "protonet.pt", good),
+            "maml": save_checkpoint(folder / "maml.pt", _untrained("maml")),
+            "no_config": save_checkpoint(folder / "no_config.pt", {"model": good["model"]}),
+            "bad_backbone_args": save_checkpoint(folder / "bad_args.pt",
+                                                 _untrained("protonet", backbone_args={"hidden": "wide"})),
+            "other_dataset": save_checkpoint(folder / "tinyglot.pt", _untrained("protonet", dataset="tinyglot")),
+            "folder": save_checkpoint(folder / "run" / "best.pt", good).parent,
+            "truncated": folder / "truncated.pt", "pickled_code": folder / "pickled_code.pt",
+            "marker": folder / "code-ran"}
+    whole = made["protonet"].read_bytes()
+    made["truncated"].write_bytes(whole[: len(whole) // 2])
+    torch.save({"format": "fewzero-checkpoint-v1", **good, "note": RunsCode(made["marker"])}, made["pickled_code"])
     return made
 
 
@@ -410,7 +407,8 @@ def test_config_origins_in_the_python_api(tmp_path):
     with pytest.raises(FewzeroError, match=r"'episodes' in .*run.yaml must be >= 1"):
         load_config(path=path, overrides={"lr": 0.1}, origins={"lr": "--lr"})
     path.write_text("method: protonet\nlearner: {distance: cosine}\n")
-    with pytest.raises(FewzeroError, match=r"'learner.scale' \(from --set learner.scale=1e999\) must be a finite number"):
+    message = r"'learner.scale' \(from --set learner.scale=1e999\) must be a finite number"
+    with pytest.raises(FewzeroError, match=message):
         load_config(path=path, overrides={"learner.scale": float("inf")},
                     origins={"learner.scale": "--set learner.scale=1e999"})
 

@@ -15,6 +15,7 @@ FAST = {"hidden_dim": 256, "noise_dim": 16, "epochs": 20, "n_synthetic": 100, "c
         "progress": False}
 LEARNERS = {"fclswgan": lambda **kw: FCLSWGAN(**{**FAST, "epochs": 40, **kw}),
             "cvae": lambda **kw: CVAE(**{**FAST, **kw})}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: one thread is faster
 
 
 def gaussian_classes(seed: int = 0, n_classes: int = 30, n_attributes: int = 6, dim: int = 12, per_class: int = 60,
@@ -28,20 +29,77 @@ def gaussian_classes(seed: int = 0, n_classes: int = 30, n_attributes: int = 6, 
     return semantics, means, means[y] + noise * torch.randn(len(y), dim, generator=g), y
 
 
-@pytest.mark.parametrize("name", sorted(LEARNERS))
-def test_synthetic_class_means_land_near_the_true_ones_also_for_held_out_classes(name):
-    semantics, means, x, y = gaussian_classes()
-    n_fit = 24  # classes 24..29 are never seen
-    keep = y < n_fit
-    model = LEARNERS[name]().fit(x[keep], y[keep], semantics[:n_fit])
+# Tiny generators for the class-mean tests: one fit takes about 1 s (CVAE) to 3 s (f-CLSWGAN, 240 steps) on a CPU.
+TINY = {"fclswgan": (FCLSWGAN, {"hidden_dim": 64, "noise_dim": 16, "epochs": 20, "batch_size": 128, "lr": 2e-3}),
+        "cvae": (CVAE, {"hidden_dim": 64, "noise_dim": 16, "epochs": 20})}
+N_FIT = 24  # gaussian_classes' classes 24..29 are never seen
+SEEDS = (0, 1, 2)
+
+
+def blind(cls: type) -> type:
+    """``cls`` with a generator that never sees the semantics (zeros in training and generation): a broken learner
+    that can only learn the mixture of all seen classes."""
+    class Blind(cls):
+        def _train_generator(self, x, y, semantics, classifier):
+            return super()._train_generator(x, y, torch.zeros_like(semantics), classifier)
+
+        def _synthesize(self, semantics, n, seed):
+            return super()._synthesize(torch.zeros_like(semantics), n, seed)
+    return Blind
+
+
+def relative_mean_errors(model, semantics: torch.Tensor, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class c of (C, a) semantics: (C,) ||generated mean - true mean|| / (distance from the true mean to the
+    nearest other class's true mean), and (C,) the class whose true mean is nearest the generated one."""
     fake, labels = model.generate(semantics, 200)
     fake_means = torch.stack([fake[labels == c].mean(0) for c in range(len(semantics))])
-    error = (fake_means - means).norm(dim=1)
     nearest_other = torch.cdist(means, means).fill_diagonal_(float("inf")).min(1).values
-    assert (error[:n_fit] < 0.3 * nearest_other[:n_fit]).all(), (error, nearest_other)
-    assert (error[n_fit:] < 0.5 * nearest_other[n_fit:]).all(), (error, nearest_other)
-    # The nearest true mean of every generated held-out class is its own.
-    assert torch.equal(torch.cdist(fake_means[n_fit:], means).argmin(1), torch.arange(n_fit, len(means)))
+    return (fake_means - means).norm(dim=1) / nearest_other, torch.cdist(fake_means, means).argmin(1)
+
+
+def means_land_near_the_true_ones(make, seed: int) -> tuple[bool, dict]:
+    """Fit on classes 0..23 and check the generated class means, seen and held out, by medians over classes.
+
+    Passes when the median generated mean lies within 0.3 (seen classes) or 0.4 (held-out classes) of the distance
+    to the nearest other class, and is nearest its own true mean for at least 5 of the 6 held-out classes. Measured
+    on 26 (seed, data seed) pairs and ATen's avx2 / avx512 / default kernels: medians 0.09-0.22 (seen) and
+    0.12-0.23 (held out), 6/6 matched; a generator blind to the semantics: 1.3-1.7 and 1.5-1.9, at most 1/6.
+    """
+    semantics, means, x, y = gaussian_classes()
+    keep = y < N_FIT
+    model = make(seed=seed).fit(x[keep], y[keep], semantics[:N_FIT])
+    ratio, nearest = relative_mean_errors(model, semantics, means)
+    stats = {"seen": ratio[:N_FIT].median().item(), "held_out": ratio[N_FIT:].median().item(),
+             "held_out_matched": int((nearest[N_FIT:] == torch.arange(N_FIT, len(means))).sum())}
+    return stats["seen"] < 0.3 and stats["held_out"] < 0.4 and stats["held_out_matched"] >= 5, stats
+
+
+def majority(make) -> tuple[bool, list[dict]]:
+    """Whether most of ``SEEDS`` pass ``means_land_near_the_true_ones`` (stops once the majority is decided), so one
+    unlucky GAN trajectory on some CPU's floating point neither fails the test nor passes a broken generator."""
+    votes, stats = [], []
+    for seed in SEEDS:
+        passed, numbers = means_land_near_the_true_ones(make, seed)
+        votes.append(passed)
+        stats.append({"seed": seed, **numbers})
+        if max(votes.count(True), votes.count(False)) > len(SEEDS) // 2:
+            break
+    return votes.count(True) > len(SEEDS) // 2, stats
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_synthetic_class_means_land_near_the_true_ones_also_for_held_out_classes(name):
+    cls, settings = TINY[name]
+    passed, stats = majority(lambda seed: cls(**settings, seed=seed, progress=False))
+    assert passed, stats
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_a_generator_blind_to_the_semantics_fails_the_class_mean_check(name):
+    cls, settings = TINY[name]
+    passed, stats = majority(lambda seed: blind(cls)(**settings, seed=seed, progress=False))
+    assert not passed, stats
+    assert all(s["seen"] > 1 and s["held_out"] > 1 for s in stats), stats  # far off, not near the bound
 
 
 def test_gradient_penalty_of_a_linear_critic_is_known_in_closed_form():

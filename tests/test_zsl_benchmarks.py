@@ -15,7 +15,6 @@ from fewzero.data.xlsa17 import read_att_splits
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ["FEWZERO_DATA"])
-pytest.importorskip("fewzero.evaluate_zsl")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -33,17 +33,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
         eval_few_shot(args)
 
 
-def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> dict:
-    from fewzero.config import parse_override
+def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> tuple[dict, dict]:
+    """(overrides, origins) of ``--set`` and of the flags in ``mapping`` (argparse dest -> config key)."""
+    from fewzero.config import command_line_overrides
 
-    values = dict(parse_override(text) for text in args.set)
-    for flag, key in mapping.items():
-        if getattr(args, flag, None) is not None:
-            values[key] = getattr(args, flag)
-    return values
+    return command_line_overrides(args.set, {flag_name(dest): (key, getattr(args, dest, None))
+                                             for dest, key in mapping.items()})
 
 
-def _checkpoint_for(args: argparse.Namespace, config, set_values: dict) -> Path:
+def _checkpoint_for(args: argparse.Namespace, config, set_values: tuple[dict, dict]) -> Path:
     """``--checkpoint``, else the packaged or cached model, else (with ``--train-if-missing``) a new one, trained
     with the method's config (``--config``) and the ``--set`` values."""
     from fewzero.pretrained import cached_run, default_checkpoint
@@ -63,7 +61,7 @@ def _checkpoint_for(args: argparse.Namespace, config, set_values: dict) -> Path:
 
     print(f"no checkpoint for {config.method} on {config.dataset} yet: training one with the default config "
           f"into {run} (once; later runs reuse it)")
-    config = load_config(config.method, config.dataset, args.config, set_values)
+    config = load_config(config.method, config.dataset, args.config, *set_values)
     train(config, run, resume=(run / "last.pt").is_file(),
           data_root=args.data_root, progress=not args.quiet)
     return run / "best.pt"
@@ -77,8 +75,8 @@ def eval_few_shot(args: argparse.Namespace) -> None:
 
     mapping = {"split": "split", "seed": "test_seed", "device": "device", "way": "test_way", "shot": "test_shot",
                "query": "test_query", "episodes": "test_episodes", "subset": "test_subset"}
-    overrides = _overrides(args, mapping)
-    config = load_config(args.method, args.dataset, args.config, overrides)
+    overrides, origins = _overrides(args, mapping)
+    config = load_config(args.method, args.dataset, args.config, overrides, origins)
     check_device(config.device, require_available=True)
     checkpoint = _checkpoint_for(args, config, _overrides(args, {}))
     # Learner settings given on the command line (--set learner.test_inner_steps=5) apply to the saved model.

@@ -37,7 +37,7 @@ def _resume_changes(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from fewzero.config import load_config
+    from fewzero.config import command_line_overrides, load_config
     from fewzero.train import train
 
     if method_kind(args.method) == "zero-shot":
@@ -54,9 +54,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         metrics = train(None, out, resume=True, data_root=args.data_root, progress=not args.quiet,
                         tensorboard=args.log == "tensorboard", changes=changes)
     else:
-        overrides = {**_set_values(args), **{key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items()
-                                             if getattr(args, flag) is not None}}
-        config = load_config(args.method, args.dataset, args.config, overrides)
+        overrides, origins = command_line_overrides(
+            args.set, {flag_name(dest): (key, getattr(args, dest)) for dest, key in TRAIN_FLAGS.items()})
+        config = load_config(args.method, args.dataset, args.config, overrides, origins)
         out = Path(args.out or f"runs/{config.method}_{config.dataset}")
         metrics = train(config, out, overwrite=args.overwrite, data_root=args.data_root, progress=not args.quiet,
                         tensorboard=args.log == "tensorboard")

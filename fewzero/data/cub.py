@@ -50,18 +50,29 @@ def _read_table(path: Path) -> list[list[str]]:
     if not path.is_file():
         raise DataNotFoundError(f"{path} is missing: point --data-root / FEWZERO_DATA at a folder with "
                                 f"cub/CUB_200_2011 in the official layout")
-    return [line.split() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (UnicodeDecodeError, OSError) as exc:
+        raise FewzeroError(f"{path} cannot be read as text ({type(exc).__name__}): replace it with the official "
+                           f"CUB file") from None
 
 
 def read_metadata(data_root: str | os.PathLike | None = None) -> dict:
     """Official CUB tables: ``files`` (id order), ``label`` (1-based class of each image), ``boxes``, ``classes``."""
     base = resolve_data_root(data_root) / "cub" / "CUB_200_2011"
-    files = [row[1] for row in _read_table(base / "images.txt")]
-    label = np.array([int(row[1]) for row in _read_table(base / "image_class_labels.txt")])
-    classes = [row[1] for row in _read_table(base / "classes.txt")]
-    boxes_path = base / "bounding_boxes.txt"
-    boxes = np.array([[float(v) for v in row[1:5]] for row in _read_table(boxes_path)]) if boxes_path.is_file() \
-        else None
+    try:
+        files = [row[1] for row in _read_table(base / "images.txt")]
+        label = np.array([int(row[1]) for row in _read_table(base / "image_class_labels.txt")])
+        classes = [row[1] for row in _read_table(base / "classes.txt")]
+        boxes_path = base / "bounding_boxes.txt"
+        boxes = np.array([[float(v) for v in row[1:5]] for row in _read_table(boxes_path)]) \
+            if boxes_path.is_file() else None
+    except (IndexError, ValueError) as exc:
+        raise FewzeroError(f"{base}: a table (images.txt, image_class_labels.txt, classes.txt or "
+                           f"bounding_boxes.txt) is malformed ({exc}): replace it with the official file") from None
+    if boxes is not None and boxes.size and boxes.shape[1:] != (4,):
+        raise FewzeroError(f"{base / 'bounding_boxes.txt'} must hold 4 numbers per image: replace it with the "
+                           f"official file")
     if len(label) != len(files) or (boxes is not None and len(boxes) != len(files)):
         raise FewzeroError(f"{base}: images.txt, image_class_labels.txt and bounding_boxes.txt disagree on the "
                            f"number of images; replace them with the official files")
@@ -176,7 +187,11 @@ def _decode_all(meta: dict, ids: np.ndarray, size: int, bbox_crop: bool, margin:
         if not path.is_file():
             raise DataNotFoundError(f"{path} is missing: CUB images of the chosen classes must all be present; "
                                     f"choose classes whose folders are complete")
-        out[k] = _decode(path, size, meta["boxes"][i] if bbox_crop else None, margin)
+        try:
+            out[k] = _decode(path, size, meta["boxes"][i] if bbox_crop else None, margin)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise FewzeroError(f"{path} is not a readable image ({type(exc).__name__}): replace it with the "
+                               f"official CUB image") from None
     with atomic_path(cache, suffix=".npz") as tmp:
         np.savez(tmp, images=out)
     return out

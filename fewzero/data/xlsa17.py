@@ -93,7 +93,11 @@ def _class_list(folder: Path, filename: str, names: list[str]) -> list[int] | No
     if not path.is_file():
         return None
     index = {n: i for i, n in enumerate(names)}
-    listed = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        listed = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (UnicodeDecodeError, OSError) as exc:
+        raise FewzeroError(f"{path} cannot be read as text ({type(exc).__name__}): replace it with the file of "
+                           f"the xlsa17 release") from None
     unknown = [n for n in listed if n not in index]
     if unknown:
         raise FewzeroError(f"{path} names class {unknown[0]!r} which is not in allclasses_names: the split files "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
@@ -118,6 +119,16 @@ def _check_available(device: torch.device, name: str, where: str) -> None:
                                f"use --device cpu")
         if device.index not in (None, 0):
             raise FewzeroError(f"device {name!r}{where} is not available: MPS has only mps:0")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-4`` as a float as YAML 1.2 does (YAML 1.1 wants ``1.0e-4``)."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:(?:[0-9][0-9_]*)(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def _check_type(key: str, value: Any, expected: Any, where: str) -> Any:
@@ -242,7 +253,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise FewzeroError(f"config file {path} is a directory: pass a .yaml file")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=ConfigLoader)
     except FileNotFoundError:
         raise FewzeroError(f"config file {path} does not exist: check the path") from None
     except UnicodeDecodeError:
@@ -271,7 +282,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not value.strip():
         raise FewzeroError(f"--set {text} has no value: give one (--set {key.strip()}=VALUE), or drop it")
     try:
-        return key.strip(), yaml.safe_load(value)
+        return key.strip(), yaml.load(value, Loader=ConfigLoader)
     except yaml.YAMLError:
         return key.strip(), value
 

@@ -28,7 +28,7 @@ def mean_confidence_interval(values) -> tuple[float, float]:
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         raise ValueError("no values to summarise")
-    if values.size == 1:
+    if values.size == 1 or np.all(values == values[0]):  # exact for constant values (no summation rounding)
         return float(values[0]), 0.0
     return float(values.mean()), float(Z95 * values.std(ddof=1) / np.sqrt(values.size))
 

@@ -134,14 +134,18 @@ def test_same_seed_same_numbers_other_seed_other_numbers(name):
     assert torch.equal(a.generate(semantics, 5)[0], b.generate(semantics, 5)[0])
     assert torch.equal(a(x, semantics), b(x, semantics))
     assert not torch.equal(a.generate(semantics, 5)[0], c.generate(semantics, 5)[0])
-    assert torch.equal(a(x[:3], semantics), a(x, semantics)[:3]) and len(a._classifiers) == 1  # trained once
+    # Trained once for both batches; rows agree up to the BLAS kernel a batch size picks (not bitwise on every CPU).
+    assert torch.allclose(a(x[:3], semantics), a(x, semantics)[:3], rtol=1e-5, atol=1e-6)
+    assert len(a._classifiers) == 1
 
 
 @pytest.mark.parametrize("name", sorted(LEARNERS))
 def test_the_whole_pipeline_reaches_high_unseen_accuracy(name):
     data = linear_problem(seed=0)
     report = evaluate_zero_shot(LEARNERS[name](), data, seed=0, calibrate=name == "cvae")
-    assert report.t1 >= 85, report
+    # Over learner seeds 0-7: t1 88-100 and H 84-99 (f-CLSWGAN), t1 100 and H 86-98 (CVAE); one unseen class lost
+    # costs 10 points of t1. A generator blind to the semantics scores t1 10-20 and H 0-16.
+    assert report.t1 >= 70, report
     assert report.h >= 60 and report.calibrated_h >= 60, report
 
 

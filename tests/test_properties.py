@@ -19,9 +19,9 @@ from fewzero.config import RunConfig, load_config, parse_override
 from fewzero.errors import FewzeroError
 from fewzero.evaluate import mean_confidence_interval
 from fewzero.registry import LEARNERS
-from fewzero.sampling import EpisodeSampler
+from fewzero.sampling import EpisodeSampler, ItemBatch
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- the episode sampler -------------------------------------------------------------------------------------------
@@ -41,7 +41,7 @@ def splits(draw) -> tuple[np.ndarray, int, int, int]:
 
 
 @given(split=splits(), n_episodes=st.integers(0, 6), seed=st.integers(0, 2 ** 32 - 1))
-@FAST
+@SETTINGS
 def test_every_episode_has_way_distinct_classes_and_shot_plus_query_distinct_items_each(split, n_episodes, seed):
     labels, way, shot, query = split
     sampler = EpisodeSampler(labels, way, shot, query, n_episodes, seed=seed)
@@ -58,10 +58,15 @@ def test_every_episode_has_way_distinct_classes_and_shot_plus_query_distinct_ite
         assert episode.query_y.tolist() == [c for c in range(way) for _ in range(query)]
         for x, y in ((episode.support_x, episode.support_y), (episode.query_x, episode.query_y)):
             assert torch.equal(torch.from_numpy(labels)[x[:, 0]], episode.class_ids[y])
+    for i, indices in enumerate(episodes):  # a dataset's batched fetch (ItemBatch) collates to the same episode
+        batched = sampler.collate(ItemBatch(dataset.tensors[0][indices], dataset.tensors[1][indices]))
+        listed = sampler.collate([dataset[j] for j in indices])
+        assert all(torch.equal(getattr(batched, f), getattr(listed, f)) for f in
+                   ("support_x", "support_y", "query_x", "query_y", "class_ids")), i
 
 
 @given(split=splits(), n_episodes=st.integers(0, 6), seed=st.integers(0, 2 ** 32 - 1), data=st.data())
-@FAST
+@SETTINGS
 def test_same_seed_same_episodes_and_start_resumes_them(split, n_episodes, seed, data):
     labels, way, shot, query = split
     full = list(EpisodeSampler(labels, way, shot, query, n_episodes, seed=seed))
@@ -75,7 +80,7 @@ def test_same_seed_same_episodes_and_start_resumes_them(split, n_episodes, seed,
 
 @given(split=splits(), n_episodes=st.integers(0, 9), seed=st.integers(0, 2 ** 32 - 1), world=st.integers(1, 4),
        data=st.data())
-@FAST
+@SETTINGS
 def test_rank_shards_cover_every_episode_once(split, n_episodes, seed, world, data):
     labels, way, shot, query = split
     start = data.draw(st.integers(0, n_episodes), label="start")
@@ -92,7 +97,7 @@ BAD_COUNTS = st.one_of(st.integers(-5, -1), st.sampled_from([0.5, 2.5, float("na
 
 @given(split=splits(), field=st.sampled_from(["n_way", "n_shot", "n_query", "n_episodes", "seed", "start"]),
        bad=BAD_COUNTS)
-@FAST
+@SETTINGS
 def test_invalid_counts_raise(split, field, bad):
     labels, way, shot, query = split
     args = dict(n_way=way, n_shot=shot, n_query=query, n_episodes=3, seed=0, start=0)
@@ -101,7 +106,7 @@ def test_invalid_counts_raise(split, field, bad):
 
 
 @given(split=splits(), extra=st.integers(1, 3))
-@FAST
+@SETTINGS
 def test_more_ways_than_classes_or_a_short_class_raise(split, extra):
     labels, way, shot, query = split
     n_classes, smallest = len(np.unique(labels)), int(np.bincount(np.unique(labels, return_inverse=True)[1]).min())
@@ -112,7 +117,7 @@ def test_more_ways_than_classes_or_a_short_class_raise(split, extra):
 
 
 @given(split=splits(), world=st.integers(1, 4), extra=st.integers(0, 3))
-@FAST
+@SETTINGS
 def test_rank_outside_world_raises(split, world, extra):
     labels, way, shot, query = split
     with pytest.raises(FewzeroError, match="rank must be in"):
@@ -144,7 +149,7 @@ def floats_above(low: float, strict: bool) -> st.SearchStrategy[float]:
 
 
 @given(key=st.sampled_from([k for k in INT_KEYS if k not in TIED]), data=st.data())
-@FAST
+@SETTINGS
 def test_an_int_override_round_trips(key, data):
     low = INT_LOW.get(key, 1)
     value = data.draw(st.integers(low, 10 ** 12), label="value")
@@ -156,7 +161,7 @@ def test_an_int_override_round_trips(key, data):
 
 
 @given(workers=st.integers(1, 4), per_worker=st.integers(1, 8), steps=st.integers(1, 50), tasks=st.integers(1, 10 ** 6))
-@FAST
+@SETTINGS
 def test_tied_int_overrides_round_trip_together(workers, per_worker, steps, tasks):
     values = {"workers": workers, "meta_batch": workers * per_worker, "val_every": workers * per_worker * steps,
               "episodes": workers * tasks}
@@ -166,7 +171,7 @@ def test_tied_int_overrides_round_trip_together(workers, per_worker, steps, task
 
 
 @given(key=st.sampled_from(sorted(FLOAT_LOW)), data=st.data())
-@FAST
+@SETTINGS
 def test_a_float_override_round_trips(key, data):
     value = data.draw(floats_above(*FLOAT_LOW[key]), label="value")
     parsed_key, parsed = parse_override(f"{key}={typed(value)}")
@@ -181,7 +186,7 @@ NESTED_NUMBERS = sorted((method, name, type(p.default)) for method in LEARNERS.a
 
 
 @given(target=st.sampled_from(NESTED_NUMBERS), data=st.data())
-@FAST
+@SETTINGS
 def test_a_nested_learner_override_round_trips_and_keeps_the_files_other_learner_keys(target, data):
     method, name, kind = target
     value = data.draw(st.integers(0, 10 ** 6) if kind is int else floats_above(0.0, True), label="value")
@@ -196,7 +201,7 @@ KEY_TEXT = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True)
 
 @given(key=KEY_TEXT.filter(lambda k: k not in HINTS and k not in LEARNERS.parameters("protonet")),
        value=st.integers(0, 9))
-@FAST
+@SETTINGS
 def test_unknown_keys_raise(key, value):
     with pytest.raises(FewzeroError, match=f"unknown config key '{key}'"):
         load_config("protonet", overrides={key: value})
@@ -211,7 +216,7 @@ BLANK = st.text(alphabet=" \t", max_size=3)
 
 
 @given(key=KEY_TEXT, value=st.integers(0, 9).map(str), blank=BLANK)
-@FAST
+@SETTINGS
 def test_an_override_without_key_or_value_raises(key, value, blank):
     for text in (key, f"{blank}={value}"):
         with pytest.raises(FewzeroError, match="--set expects key=value"):
@@ -231,7 +236,7 @@ def tolerance(values) -> float:
 
 
 @given(values=SAMPLES)
-@settings(max_examples=100, deadline=None)
+@SETTINGS
 def test_the_interval_is_the_normal_one_of_the_sample_std(values):
     mean, half = mean_confidence_interval(values)
     n = len(values)
@@ -243,7 +248,7 @@ def test_the_interval_is_the_normal_one_of_the_sample_std(values):
 
 
 @given(value=st.floats(-1e6, 1e6, allow_nan=False), n=st.integers(1, 200))
-@settings(max_examples=100, deadline=None)
+@SETTINGS
 def test_a_constant_sample_has_no_interval(value, n):
     mean, half = mean_confidence_interval([value] * n)
     assert mean == pytest.approx(value, rel=1e-15, abs=1e-300)
@@ -251,7 +256,7 @@ def test_a_constant_sample_has_no_interval(value, n):
 
 
 @given(values=SAMPLES, data=st.data())
-@settings(max_examples=100, deadline=None)
+@SETTINGS
 def test_the_interval_does_not_depend_on_the_order(values, data):
     shuffled = data.draw(st.permutations(values), label="shuffled")
     for a, b in zip(mean_confidence_interval(values), mean_confidence_interval(shuffled)):
@@ -260,7 +265,7 @@ def test_the_interval_does_not_depend_on_the_order(values, data):
 
 @given(values=SAMPLES, scale=st.floats(-100, 100, allow_nan=False).filter(lambda s: abs(s) > 1e-3),
        shift=st.floats(-1e3, 1e3, allow_nan=False))
-@settings(max_examples=100, deadline=None)
+@SETTINGS
 def test_the_interval_moves_with_an_affine_change_of_units(values, scale, shift):
     mean, half = mean_confidence_interval(values)
     moved_mean, moved_half = mean_confidence_interval([scale * v + shift for v in values])

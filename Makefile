@@ -22,7 +22,8 @@ demo: $(STAMP)
 	$(BIN)/fewzero eval --method protonet
 
 test: $(STAMP)
-	FEWZERO_REQUIRE_L2L=1 $(BIN)/python -m pytest -q --durations=15
+	# two test processes of one torch thread each fill the 2 cores (one process with 2 threads leaves one idle)
+	OMP_NUM_THREADS=1 FEWZERO_REQUIRE_L2L=1 $(BIN)/python -m pytest -q -n 2 --durations=15
 
 benchmark-omniglot: $(STAMP)
 	$(BIN)/python benchmarks/omniglot.py --method protonet

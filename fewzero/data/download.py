@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from fewzero.atomic import atomic_path
 from fewzero.errors import DataNotFoundError, FewzeroError
 
 OFFLINE_HINT = ("put the files there yourself, or point --data-root / FEWZERO_DATA at a folder that has them")
@@ -46,7 +46,7 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def download(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0, progress: bool = True) -> Path:
-    """Fetch ``url`` to ``dest`` through ``dest.part``; rename only when complete and (if given) the MD5 matches.
+    """Fetch ``url`` to ``dest`` through a temporary file beside it; rename only when complete and (if given) the MD5 matches.
 
     Folders created for ``dest`` are removed again when nothing could be downloaded (a mistyped data root leaves
     nothing behind).
@@ -67,29 +67,25 @@ def download(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0
 def _fetch(url: str, dest: Path, md5: str | None, timeout: float, progress: bool) -> Path:
     from tqdm import tqdm
 
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
-                      disable=not progress, leave=False) as bar:
-                for block in iter(lambda: response.read(1 << 16), b""):
-                    out.write(block)
-                    bar.update(len(block))
-            if total is not None and out.tell() != total:
-                raise DataNotFoundError(f"download of {url} stopped after {out.tell()} of {total} bytes: try again")
-    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed URL
-        part.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", exc)
-        raise DataNotFoundError(f"could not download {url} ({reason}) and {dest} is missing: {OFFLINE_HINT}") from None
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    if md5 is not None:
-        got = md5sum(part)
-        if got != md5:
-            part.unlink(missing_ok=True)
-            raise FewzeroError(f"MD5 of {url} is {got}, expected {md5}: the download is corrupt or the server sent "
-                               f"another file; try again, or place a good copy at {dest}")
-    os.replace(part, dest)
+    with atomic_path(dest, suffix=".part") as part:  # renamed to dest only when complete and checked
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
+                          disable=not progress, leave=False) as bar:
+                    for block in iter(lambda: response.read(1 << 16), b""):
+                        out.write(block)
+                        bar.update(len(block))
+                if total is not None and out.tell() != total:
+                    raise DataNotFoundError(f"download of {url} stopped after {out.tell()} of {total} bytes: "
+                                            f"try again")
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed URL
+            reason = getattr(exc, "reason", exc)
+            raise DataNotFoundError(f"could not download {url} ({reason}) and {dest} is missing: "
+                                    f"{OFFLINE_HINT}") from None
+        if md5 is not None:
+            got = md5sum(part)
+            if got != md5:
+                raise FewzeroError(f"MD5 of {url} is {got}, expected {md5}: the download is corrupt or the server "
+                                   f"sent another file; try again, or place a good copy at {dest}")
     return dest

@@ -4,6 +4,8 @@ Import learners directly (``from fewzero.learners import ProtoNet``); heavy opti
 Importing the package declares the built-in names (``fewzero.catalogue``) without importing their modules.
 """
 
-from fewzero import catalogue as _catalogue  # noqa: F401  (declares the built-in names)
+from fewzero import catalogue  # declares the built-in names
+
+__all__ = ["catalogue"]
 
 __version__ = "0.1.0"

@@ -20,7 +20,7 @@ LAYERS = [
     ("episode", "sampling"),
     ("learners", "zsl", "transfer", "adapt", "multitask", "ensemble"),
     ("evaluate", "evaluate_zsl"),
-    ("config", "checkpoint", "pretrained", "parallel", "runlog", "run_folder", "plot"),
+    ("config", "config_checks", "checkpoint", "pretrained", "parallel", "runlog", "run_folder", "plot"),
     ("train", "tune"),
     ("cli", "catalogue", "__init__", "__main__"),
 ]

@@ -30,7 +30,7 @@ def _resume_changes(args: argparse.Namespace) -> dict:
         allowed = ", ".join([*map(flag_name, RESUMABLE_TRAIN_FLAGS), *(f"--set {k}" for k in RESUMABLE_SET_KEYS)])
         raise FewzeroError(f"--resume continues the run with its saved config: drop {', '.join(given)} "
                            f"(only {allowed} may change)")
-    changes = {key: value for key, value in values.items()}
+    changes = dict(values)
     if args.episodes is not None:
         changes["episodes"] = args.episodes
     return changes

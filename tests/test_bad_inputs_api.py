@@ -173,3 +173,12 @@ def test_protonet_fit_checks_its_support_set(labels, n_items, fragment):
     with pytest.raises(FewzeroError) as caught:
         learner.fit(torch.zeros(n_items, 1, 28, 28), labels)
     assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("method", ["maml", "anil"])
+def test_maml_family_support_sets_of_mismatched_length_are_one_line_errors(method):
+    from fewzero.registry import BACKBONES, LEARNERS
+
+    learner = LEARNERS.create(method, backbone=BACKBONES.create("mlp", in_features=4, hidden=8, out_features=3), n_way=2)
+    with pytest.raises(FewzeroError, match="support"):
+        learner.eval().fit(torch.rand(5, 4), torch.tensor([0, 1, 0, 1]))

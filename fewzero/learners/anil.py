@@ -20,7 +20,7 @@ class ANIL(MAML):
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, differentiable: bool
               ) -> tuple[Weights, dict[str, torch.Tensor] | None]:
         """Inner loop on the head only: the returned body weights are the meta-learned parameters themselves."""
-        self.check_ways(support_y)
+        self.check_ways(support_y, support_x)
         weights = self.meta_weights()
         body, head = weights[:-2], weights[-2:]
         stats: dict[str, torch.Tensor] = {}

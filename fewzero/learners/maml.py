@@ -135,7 +135,7 @@ class MAML(Learner):
 
         ``differentiable``: keep the graph back to the initialisation (second order unless ``first_order``).
         """
-        self.check_ways(support_y)
+        self.check_ways(support_y, support_x)
         weights = self.inner_loop(lambda w: F.cross_entropy(self.logits(support_x, w), support_y),
                                   self.meta_weights(), differentiable)
         stats = None
@@ -184,8 +184,9 @@ class MAML(Learner):
         """The config key of the step size in use (for error messages)."""
         return "inner_lr" if self.training else "test_inner_lr"
 
-    def check_ways(self, support_y: torch.Tensor) -> None:
-        n_way = check_support_labels(support_y)
+    def check_ways(self, support_y: torch.Tensor, support_x: torch.Tensor | None = None) -> None:
+        """Support labels are valid (one per item of ``support_x``) and as many ways as the head has outputs."""
+        n_way = check_support_labels(support_y, support_x)
         if n_way != self.n_way:
             raise FewzeroError(f"the episode has {n_way} ways but the head has {self.n_way} outputs: use "
                                f"{self.n_way}-way episodes or build the learner with learner.n_way={n_way}")

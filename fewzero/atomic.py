@@ -57,3 +57,27 @@ def append_line(path: str | os.PathLike, line: str) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     return path
+
+
+def make_folders(folder: str | os.PathLike) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the folders created, deepest first.
+
+    On failure the folders created so far are removed again and the ``OSError`` is raised.
+    """
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        remove_empty_folders(created)
+        raise
+    return created
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove folders (deepest first, as ``make_folders`` returns them), stopping at the first that is not empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

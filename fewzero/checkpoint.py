@@ -87,13 +87,15 @@ def build_learner(config: RunConfig, in_channels: int = 1) -> Learner:
                            f"fix the learner / backbone_args settings") from None
 
 
-def _check_kind(config: RunConfig, path: str | os.PathLike, method: str | None, dataset: str | None) -> None:
-    if method is not None and config.method != method:
-        raise FewzeroError(f"{path} holds a {config.method} model, not {method}: pass --method {config.method} "
+def _check_kind(saved: dict[str, Any], path: str | os.PathLike, method: str | None, dataset: str | None) -> None:
+    """The saved config's method and dataset are the expected ones (checked before anything else is)."""
+    saved_method, saved_dataset = saved.get("method", RunConfig.method), saved.get("dataset", RunConfig.dataset)
+    if method is not None and saved_method != method:
+        raise FewzeroError(f"{path} holds a {saved_method} model, not {method}: pass --method {saved_method} "
                            f"or another --checkpoint")
-    if dataset is not None and config.dataset != dataset:
-        raise FewzeroError(f"{path} holds a model trained on {config.dataset}, not {dataset}: pass --dataset "
-                           f"{config.dataset} or another --checkpoint")
+    if dataset is not None and saved_dataset != dataset:
+        raise FewzeroError(f"{path} holds a model trained on {saved_dataset}, not {dataset}: pass --dataset "
+                           f"{saved_dataset} or another --checkpoint")
 
 
 def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str, Any] | None = None, *,
@@ -107,7 +109,7 @@ def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str
     """
     payload = load_checkpoint(path)
     saved = saved_config(payload, path)
-    _check_kind(validate(saved, f" of checkpoint {path}"), path, method, dataset)
+    _check_kind(saved, path, method, dataset)
     if learner_overrides:
         saved = {**saved, "learner": {**saved.get("learner", {}), **learner_overrides}}
     config = validate(saved, f" of checkpoint {path}",

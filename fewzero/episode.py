@@ -65,12 +65,13 @@ class Episode:
         return replace(self, **moved)
 
 
-def _is_integer(tensor: torch.Tensor) -> bool:
+def is_integer_tensor(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` holds integers (labels), not floats, complex numbers or booleans."""
     return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
 
 
 def _check_index_vector(name: str, tensor: torch.Tensor) -> None:
-    if tensor.ndim != 1 or not _is_integer(tensor):
+    if tensor.ndim != 1 or not is_integer_tensor(tensor):
         raise FewzeroError(f"Episode.{name} must be a 1-D integer tensor, got shape {tuple(tensor.shape)} and "
                            f"dtype {tensor.dtype}")
 

@@ -12,9 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
+from fewzero.atomic import make_folders, remove_empty_folders
 from fewzero.errors import FewzeroError
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.json", "metrics.jsonl")
+RESUMABLE_KEYS = ("episodes", "max_minutes")  # what a resumed run may change in its saved config
 RUN_FOLDERS = ("tensorboard",)
 LOCK = ".fewzero.lock"
 
@@ -27,19 +29,17 @@ class RunFolder:
             raise FewzeroError("--resume continues a run and --overwrite replaces it: give one of them")
         self.path = Path(path)
         self.resume, self.overwrite = resume, overwrite
-        self._created: Path | None = None
+        self._created: list[Path] = []  # folders this run created, deepest first
         self._lock_file = None
 
     def _create(self) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise FewzeroError(f"--out {self.path} is a file, not a folder: choose another --out")
-        missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self._created = make_folders(self.path)
         except OSError as exc:
             raise FewzeroError(f"cannot create the run folder {self.path} ({exc.strerror or exc}): "
                                f"choose another --out") from None
-        self._created = missing[-1] if missing else None
 
     def _lock(self) -> None:
         try:
@@ -100,10 +100,6 @@ class RunFolder:
             self._remove_created()
 
     def _remove_created(self) -> None:
-        """Remove the folders this run created, if the run left nothing in them."""
-        if self._created is None:
-            return
-        leftovers = [p for p in self._created.rglob("*") if not p.is_dir()]
-        if not leftovers:
-            shutil.rmtree(self._created, ignore_errors=True)
-        self._created = None
+        """Remove the folders this run created, as far as the run left them empty."""
+        remove_empty_folders(self._created)
+        self._created = []

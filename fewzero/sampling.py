@@ -12,6 +12,7 @@ whatever learner consumes them, and training resumed at episode ``i`` sees exact
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -94,9 +95,12 @@ def _count(name: str, value: object, low: int) -> int:
     number = None
     if not isinstance(value, (bool, str, bytes)):
         try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError, RuntimeError):
-            number = None
+            number = operator.index(value)  # ints of any size exactly (Python, NumPy, 0-d integer tensors)
+        except TypeError:
+            try:
+                number = float(value)  # type: ignore[arg-type]  # whole floats such as 5.0
+            except (TypeError, ValueError, RuntimeError):
+                number = None
     if number is None or not math.isfinite(number) or number != int(number) or number < low:
         raise FewzeroError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(number)

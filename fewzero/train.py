@@ -19,11 +19,10 @@ from fewzero.errors import FewzeroError
 from fewzero.evaluate import evaluate
 from fewzero.parallel import barrier, broadcast_state, rank_and_world, run_workers, sync_step
 from fewzero.registry import DATASETS
-from fewzero.run_folder import RunFolder
+from fewzero.run_folder import RESUMABLE_KEYS, RunFolder
 from fewzero.runlog import RunLog
 from fewzero.sampling import EpisodeSampler
 
-RESUMABLE_KEYS = ("episodes", "max_minutes")  # what a resumed run may change in its saved config
 
 
 def load_split(config: RunConfig, subset: str, data_root: str | None = None, progress: bool = True):
@@ -40,7 +39,7 @@ def episode_sampler(dataset, config: RunConfig, n_episodes: int, seed: int) -> E
 
 def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
           data_root: str | None = None, progress: bool = True, tensorboard: bool = False,
-          changes: dict[str, Any] | None = None) -> dict[str, Any]:
+          changes: dict[str, Any] | None = None, method: str | None = None) -> dict[str, Any]:
     """Meta-train ``config.method`` and keep ``best.pt`` (best validation accuracy) and ``last.pt`` in ``out_dir``.
 
     Every validation appends a line to ``metrics.jsonl`` (and TensorBoard scalars with ``tensorboard=True``); the
@@ -49,12 +48,12 @@ def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool 
 
     With ``resume=True`` the run continues from ``last.pt`` with its saved config (``config`` may be None), seeing
     exactly the episodes it would have seen without the interruption; ``changes`` may set ``episodes`` or
-    ``max_minutes`` of the saved config, and is recorded in the run. With ``config.workers > 1`` that many processes
-    share each meta-batch (``fewzero.parallel``). Returns the run's metrics (also in ``metrics.json``).
+    ``max_minutes`` of the saved config, and is recorded in the run; ``method``, if given, must be the saved run's.
+    With ``config.workers > 1`` that many processes share each meta-batch (``fewzero.parallel``). Returns the run's metrics (also in ``metrics.json``).
     """
     with RunFolder(out_dir, resume=resume, overwrite=overwrite) as out:
         if resume:
-            config = _resumed_config(out / "last.pt", changes or {})
+            config = _resumed_config(out / "last.pt", changes or {}, method)
         elif config is None:
             raise FewzeroError("train() needs a config unless it resumes a run")
         elif changes:
@@ -66,12 +65,15 @@ def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool 
         return json.loads((out / "metrics.json").read_text())
 
 
-def _resumed_config(last_path: Path, changes: dict[str, Any]) -> RunConfig:
+def _resumed_config(last_path: Path, changes: dict[str, Any], method: str | None) -> RunConfig:
     unknown = sorted(set(changes) - set(RESUMABLE_KEYS))
     if unknown:
         raise FewzeroError(f"a resumed run keeps its saved config; {', '.join(unknown)} cannot change (only "
                            f"{', '.join(RESUMABLE_KEYS)} can): drop them, or start a new run with --out elsewhere")
     saved = load_checkpoint(last_path)["config"]
+    if method is not None and saved.get("method") != method:
+        raise FewzeroError(f"{last_path.parent} holds a {saved.get('method')} run, not {method}: "
+                           f"pass --method {saved.get('method')}")
     return validate({**saved, **changes}, f" of {last_path}")
 
 

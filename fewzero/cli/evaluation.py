@@ -59,8 +59,8 @@ def _checkpoint_for(args: argparse.Namespace, config, set_values: tuple[dict, di
     from fewzero.config import load_config
     from fewzero.train import train
 
-    print(f"no checkpoint for {config.method} on {config.dataset} yet: training one with the default config "
-          f"into {run} (once; later runs reuse it)")
+    print(f"no checkpoint for {config.method} on {config.dataset} yet: training one with its config (--config, "
+          f"--set) into {run} (once; later runs reuse it)")
     config = load_config(config.method, config.dataset, args.config, *set_values)
     train(config, run, resume=(run / "last.pt").is_file(),
           data_root=args.data_root, progress=not args.quiet)
@@ -81,12 +81,8 @@ def eval_few_shot(args: argparse.Namespace) -> None:
     checkpoint = _checkpoint_for(args, config, _overrides(args, {}))
     # Learner settings given on the command line (--set learner.test_inner_steps=5) apply to the saved model.
     learner_overrides = {key.split(".", 1)[1]: value for key, value in overrides.items() if key.startswith("learner.")}
-    learner, trained_config, _ = learner_from_checkpoint(checkpoint, learner_overrides)
-    for key in ("method", "dataset"):
-        if getattr(trained_config, key) != getattr(config, key):
-            raise FewzeroError(f"{checkpoint} holds a model of {key} {getattr(trained_config, key)}, not "
-                               f"{getattr(config, key)}: pass --{key} {getattr(trained_config, key)} or another "
-                               f"--checkpoint")
+    learner, trained_config, _ = learner_from_checkpoint(checkpoint, learner_overrides, method=config.method,
+                                                         dataset=config.dataset)
     # The model's own data settings (image size, backbone) apply; the episode settings come from the eval config.
     config.image_size, config.backbone = trained_config.image_size, trained_config.backbone
     if args.batch_norm:

@@ -14,9 +14,8 @@ FEW_SHOT_EVAL_FLAGS = ("config", "split", "device", "checkpoint", "way", "shot",
 ZERO_SHOT_EVAL_FLAGS = ("semantics",)
 EVAL_FLAGS_BY_KIND = {"few-shot": FEW_SHOT_EVAL_FLAGS, "zero-shot": ZERO_SHOT_EVAL_FLAGS}
 
-# train flags that a resumed run may change; any other flag conflicts with the saved config
+# the train flag that a resumed run may change (the config keys it may change are fewzero.run_folder.RESUMABLE_KEYS)
 RESUMABLE_TRAIN_FLAGS = ("episodes",)
-RESUMABLE_SET_KEYS = ("episodes", "max_minutes")
 
 
 def flag_name(dest: str) -> str:

@@ -5,8 +5,9 @@ import argparse
 from pathlib import Path
 
 from fewzero.catalogue import method_kind
-from fewzero.cli.parser import RESUMABLE_SET_KEYS, RESUMABLE_TRAIN_FLAGS, flag_name
+from fewzero.cli.parser import RESUMABLE_TRAIN_FLAGS, flag_name
 from fewzero.errors import FewzeroError
+from fewzero.run_folder import RESUMABLE_KEYS
 
 # flag (argparse dest) -> config key
 TRAIN_FLAGS = {"split": "split", "seed": "seed", "device": "device", "episodes": "episodes", "lr": "lr",
@@ -25,9 +26,9 @@ def _resume_changes(args: argparse.Namespace) -> dict:
     given = [flag_name(dest) for dest in (*TRAIN_FLAGS, *OTHER_CONFIG_FLAGS)
              if dest not in RESUMABLE_TRAIN_FLAGS and dest != "method" and getattr(args, dest, None) is not None]
     values = _set_values(args)
-    given += [f"--set {key}" for key in values if key not in RESUMABLE_SET_KEYS]
+    given += [f"--set {key}" for key in values if key not in RESUMABLE_KEYS]
     if given:
-        allowed = ", ".join([*map(flag_name, RESUMABLE_TRAIN_FLAGS), *(f"--set {k}" for k in RESUMABLE_SET_KEYS)])
+        allowed = ", ".join([*map(flag_name, RESUMABLE_TRAIN_FLAGS), *(f"--set {k}" for k in RESUMABLE_KEYS)])
         raise FewzeroError(f"--resume continues the run with its saved config: drop {', '.join(given)} "
                            f"(only {allowed} may change)")
     changes = dict(values)
@@ -48,11 +49,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise FewzeroError("--resume needs --out: the run folder to continue")
         out = Path(args.out)
         changes = _resume_changes(args)
-        saved = _saved_method(out)
-        if saved is not None and saved != args.method:
-            raise FewzeroError(f"{out} holds a {saved} run, not {args.method}: pass --method {saved}")
         metrics = train(None, out, resume=True, data_root=args.data_root, progress=not args.quiet,
-                        tensorboard=args.log == "tensorboard", changes=changes)
+                        tensorboard=args.log == "tensorboard", changes=changes, method=args.method)
     else:
         overrides, origins = command_line_overrides(
             args.set, {flag_name(dest): (key, getattr(args, dest)) for dest, key in TRAIN_FLAGS.items()})
@@ -63,11 +61,3 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"best validation accuracy {metrics['best_val_accuracy']:.2f} +- {metrics['best_val_ci95'] or 0:.2f} % "
           f"at episode {metrics['best_episode']} ({metrics['train_seconds']:.0f} s); checkpoint {out / 'best.pt'}")
 
-
-def _saved_method(out: Path) -> str | None:
-    from fewzero.checkpoint import load_checkpoint
-
-    last = out / "last.pt"
-    if not last.is_file():
-        return None  # train() says there is nothing to resume
-    return load_checkpoint(last).get("config", {}).get("method")

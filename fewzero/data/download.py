@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from fewzero.atomic import atomic_path
+from fewzero.atomic import atomic_path, make_folders, remove_empty_folders
 from fewzero.errors import DataNotFoundError, FewzeroError
 
 OFFLINE_HINT = ("put the files there yourself, or point --data-root / FEWZERO_DATA at a folder that has them")
@@ -21,28 +21,11 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def _make_folder(folder: Path) -> list[Path]:
-    """Create ``folder`` (and missing parents); return the folders created, deepest first."""
-    created = []
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        created.append(probe)
-        probe = probe.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        return make_folders(folder)
     except OSError as exc:
-        _remove_empty(created)
         raise DataNotFoundError(f"cannot create the folder {folder} ({exc.strerror or exc}): point --data-root / "
                                 f"FEWZERO_DATA at a folder you can write to") from None
-    return created
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders ``_make_folder`` created, deepest first, stopping at the first that is not empty."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
 
 
 def download(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0, progress: bool = True) -> Path:
@@ -60,7 +43,7 @@ def download(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0
     try:
         return _fetch(url, dest, md5, timeout, progress)
     except DataNotFoundError:
-        _remove_empty(created)
+        remove_empty_folders(created)
         raise
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fewzero.episode import Episode
+from fewzero.episode import Episode, is_integer_tensor
 from fewzero.errors import FewzeroError
 
 
@@ -73,7 +73,7 @@ def check_support_labels(support_y: torch.Tensor, support_x: torch.Tensor | None
         raise FewzeroError(f"support labels must be a torch.Tensor, got {type(support_y).__name__}")
     if support_y.ndim != 1 or support_y.numel() == 0:
         raise FewzeroError(f"support labels must be a non-empty 1-D tensor, got shape {tuple(support_y.shape)}")
-    if support_y.is_floating_point() or support_y.is_complex() or support_y.dtype == torch.bool:
+    if not is_integer_tensor(support_y):
         raise FewzeroError(f"support labels must be integers (torch.long), got dtype {support_y.dtype}: "
                            f"pass y.long() with values 0..n_way-1")
     if support_x is not None:

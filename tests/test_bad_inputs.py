@@ -1,12 +1,12 @@
-"""A catalogue of bad inputs, each found by a user: data, checkpoints, and the installed command.
+"""A catalogue of bad inputs, each found by a user: data, checkpoints, devices, flags, and the installed command.
 
 The rule of the house: bad input gets ONE line on stderr beginning ``fewzero: error: `` that says what to do, exit
 status 2, no traceback, no warning lines, and no partial file left behind; research code gets a ``FewzeroError``.
 Nothing loaded from disk may run code. Most cases run the CLI in-process (fast); three run the installed
 ``fewzero`` command to prove there is no traceback or warning noise for real. Data is a tiny fake Omniglot
-(tests/conftest.py: ``tiny_omniglot``), never the real 32k images. Bad config, device and run-folder input through
-the CLI is in tests/test_bad_inputs_config.py, bad input through the Python API in tests/test_bad_inputs_api.py;
-the helpers they share in tests/bad_input_helpers.py.
+(tests/conftest.py: ``tiny_omniglot``), never the real 32k images. Bad config and run-folder input through the CLI
+is in tests/test_bad_inputs_config.py, bad input through the Python API in tests/test_bad_inputs_api.py; the
+helpers they share in tests/bad_input_helpers.py.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import bad_input_helpers
-from bad_input_helpers import (OFFLINE, eval_args, extract, fails, one_error_line, replace_zip, snapshot, train_args,
-                               zip_bytes)
+from bad_input_helpers import (OFFLINE, cache_files, eval_args, extract, fails, one_error_line, replace_zip, snapshot,
+                               train_args, zip_bytes)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,6 +27,7 @@ FEWZERO = Path(sys.executable).with_name("fewzero")
 _isolated = bad_input_helpers.isolated  # autouse: each case gets its own empty cache, no data, no network
 checkpoints = bad_input_helpers.checkpoints
 tinyglot = bad_input_helpers.tinyglot
+unavailable_cuda = bad_input_helpers.unavailable_cuda
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -168,3 +169,37 @@ def test_the_installed_command_prints_one_line(tmp_path, tiny_omniglot, checkpoi
     assert fragment in line and result.stdout == ""
     assert snapshot(tmp_path) == before
     assert not checkpoints["marker"].exists()
+
+
+# --------------------------------------------------------------------------------------------- device
+
+
+def test_nonsense_device_in_eval(capfd, tmp_path, checkpoints):
+    fails(capfd, tmp_path, eval_args(checkpoints["protonet"], tmp_path, "--device", "nonsense"),
+          "unknown device 'nonsense'", "--device", "cpu")
+
+
+def test_nonsense_device_in_train(capfd, tmp_path, tiny_omniglot):
+    fails(capfd, tmp_path, train_args(tmp_path / "run", tiny_omniglot, "--device", "gpu0"), "unknown device 'gpu0'")
+
+
+def test_unavailable_cuda_in_eval(capfd, tmp_path, tiny_omniglot, checkpoints, unavailable_cuda):
+    fails(capfd, tmp_path, eval_args(checkpoints["protonet"], tiny_omniglot, "--device", unavailable_cuda),
+          f"'{unavailable_cuda}'", "not available", "cpu")
+
+
+def test_unavailable_cuda_in_train(capfd, tmp_path, tiny_omniglot, unavailable_cuda):
+    fails(capfd, tmp_path, train_args(tmp_path / "run", tiny_omniglot, "--device", unavailable_cuda),
+          f"'{unavailable_cuda}'", "not available")
+    assert not cache_files(tmp_path), "the device is checked before any data is loaded"
+
+
+# --------------------------------------------------------------------------------------------- flags of the other kind
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["eval", "--method", "protonet", "--semantics", "text"], ["--semantics", "protonet", "drop it"]),
+    (["eval", "--method", "eszsl", "--way", "5"], ["--way", "eszsl", "drop it"]),
+], ids=["semantics-for-few-shot", "way-for-zero-shot"])
+def test_flags_of_the_other_kind_of_method(capfd, tmp_path, argv, fragments):
+    fails(capfd, tmp_path, [*argv, "--quiet"], *fragments)

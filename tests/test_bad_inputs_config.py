@@ -18,7 +18,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 _isolated = bad_input_helpers.isolated  # autouse: each case gets its own empty cache, no data, no network
 checkpoints = bad_input_helpers.checkpoints
-unavailable_cuda = bad_input_helpers.unavailable_cuda
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -128,38 +127,7 @@ def test_errors_name_where_the_value_came_from(capfd, tmp_path, checkpoints):
           "'test_way'", "--way", absent=(str(good), "--set"))
 
 
-# --------------------------------------------------------------------------------------------- device
-
-
-def test_nonsense_device_in_eval(capfd, tmp_path, checkpoints):
-    fails(capfd, tmp_path, eval_args(checkpoints["protonet"], tmp_path, "--device", "nonsense"),
-          "unknown device 'nonsense'", "--device", "cpu")
-
-
-def test_nonsense_device_in_train(capfd, tmp_path, tiny_omniglot):
-    fails(capfd, tmp_path, train_args(tmp_path / "run", tiny_omniglot, "--device", "gpu0"), "unknown device 'gpu0'")
-
-
-def test_unavailable_cuda_in_eval(capfd, tmp_path, tiny_omniglot, checkpoints, unavailable_cuda):
-    fails(capfd, tmp_path, eval_args(checkpoints["protonet"], tiny_omniglot, "--device", unavailable_cuda),
-          f"'{unavailable_cuda}'", "not available", "cpu")
-
-
-def test_unavailable_cuda_in_train(capfd, tmp_path, tiny_omniglot, unavailable_cuda):
-    fails(capfd, tmp_path, train_args(tmp_path / "run", tiny_omniglot, "--device", unavailable_cuda),
-          f"'{unavailable_cuda}'", "not available")
-    assert not cache_files(tmp_path), "the device is checked before any data is loaded"
-
-
-# --------------------------------------------------------------------------------------------- the lead's CLI work
-
-
-@pytest.mark.parametrize("argv,fragments", [
-    (["eval", "--method", "protonet", "--semantics", "text"], ["--semantics", "protonet", "drop it"]),
-    (["eval", "--method", "eszsl", "--way", "5"], ["--way", "eszsl", "drop it"]),
-], ids=["semantics-for-few-shot", "way-for-zero-shot"])
-def test_flags_of_the_other_kind_of_method(capfd, tmp_path, argv, fragments):
-    fails(capfd, tmp_path, [*argv, "--quiet"], *fragments)
+# --------------------------------------------------------------------------------------------- run folder
 
 
 @pytest.fixture

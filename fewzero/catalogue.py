@@ -22,6 +22,13 @@ FEW_SHOT_LEARNERS = {
     "anil": "fewzero.learners.anil",
     "metasgd": "fewzero.learners.metasgd",
     "reptile": "fewzero.learners.reptile",
+    "baseline": "fewzero.learners.baseline",
+    "baselinepp": "fewzero.learners.baseline",
+    "simpleshot": "fewzero.learners.simpleshot",
+    "logreg": "fewzero.learners.logreg",
+    "finetune": "fewzero.learners.finetune",
+    "matching": "fewzero.learners.matching",
+    "relation": "fewzero.learners.relation",
 }
 ZERO_SHOT_LEARNERS = {name: f"fewzero.zsl.{name}" for name in
                       ("dap", "eszsl", "ale", "devise", "sje", "sae", "fclswgan", "cvae")}

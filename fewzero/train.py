@@ -18,7 +18,7 @@ from fewzero.config import RunConfig, check_device, validate
 from fewzero.errors import FewzeroError
 from fewzero.evaluate import evaluate
 from fewzero.parallel import barrier, broadcast_state, rank_and_world, run_workers, sync_step
-from fewzero.registry import DATASETS
+from fewzero.registry import DATASETS, LEARNERS
 from fewzero.run_folder import RESUMABLE_KEYS, RunFolder
 from fewzero.runlog import RunLog
 from fewzero.sampling import EpisodeSampler
@@ -59,6 +59,9 @@ def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool 
         elif changes:
             raise FewzeroError("changes apply to a resumed run only: put them in the config")
         check_device(config.device, require_available=True)
+        if not getattr(LEARNERS.get(config.method), "meta_trainable", True):
+            raise FewzeroError(f"{config.method} is not meta-trained: pretrain its backbone with `fewzero pretrain "
+                               f"--dataset {config.dataset}`, then `fewzero eval --method {config.method}`")
         if config.workers == 1:
             return _train(config, out, resume, data_root, progress, tensorboard, changes or {})
         run_workers(_train, (config, out, resume, data_root, progress, tensorboard, changes or {}), config.workers)

@@ -33,5 +33,9 @@ class Conv4Strided(nn.Module):
         )
         self.to(memory_format=torch.channels_last)
 
+    def named_blocks(self) -> list[tuple[str, nn.Module]]:
+        """The four strided blocks, input side first, as ``fewzero.transfer`` freezes and groups them."""
+        return [(f"block{i + 1}", block) for i, block in enumerate(self.blocks)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3))

@@ -45,6 +45,10 @@ class ResNetSmall(nn.Module):
         self.out_features = prev
         self.to(memory_format=torch.channels_last)
 
+    def named_blocks(self) -> list[tuple[str, nn.Module]]:
+        """The stem, then one block per stage, input side first, as ``fewzero.transfer`` freezes and groups them."""
+        return [("stem", self.stem), *((f"block{i + 1}", block) for i, block in enumerate(self.blocks))]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x.contiguous(memory_format=torch.channels_last)))
         return x.mean((2, 3))

@@ -17,6 +17,9 @@ class Identity(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)
 
+    def named_blocks(self) -> list[tuple[str, nn.Module]]:
+        return []
+
 
 @BACKBONES.register("mlp")
 class MLP(nn.Module):
@@ -26,6 +29,10 @@ class MLP(nn.Module):
                  in_channels: int | None = None):
         super().__init__()
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, out_features))
+
+    def named_blocks(self) -> list[tuple[str, nn.Module]]:
+        """The hidden layer (with its ReLU), then the output layer."""
+        return [("layer1", self.net[1:3]), ("layer2", self.net[3])]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

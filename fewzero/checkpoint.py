@@ -15,6 +15,7 @@ from fewzero.learners.base import Learner
 from fewzero.registry import BACKBONES, LEARNERS
 
 FORMAT = "fewzero-checkpoint-v1"
+PRETRAINED_KIND = "pretrained-backbone"  # written by fewzero pretrain: a backbone that every transfer learner starts from
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
@@ -99,16 +100,24 @@ def _check_kind(saved: dict[str, Any], path: str | os.PathLike, method: str | No
 
 
 def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str, Any] | None = None, *,
-                            method: str | None = None, dataset: str | None = None
+                            method: str | None = None, dataset: str | None = None,
+                            learner_settings: dict[str, Any] | None = None, backbone: str | None = None
                             ) -> tuple[Learner, RunConfig, dict[str, Any]]:
     """(learner with the saved weights, its config, the saved metrics).
 
     ``learner_overrides`` replace learner settings saved with the model (e.g. ``{"test_inner_steps": 5}``);
     one that changes the shape of the weights is refused. ``method`` / ``dataset``, when given, must be the ones
     the model was trained with.
+
+    A pretrained backbone (written by ``fewzero pretrain``) serves every learner that starts from one
+    (``starts_from_pretrained``: baseline, baselinepp, simpleshot, logreg, finetune): ``method`` names the learner,
+    built with ``learner_settings`` updated by ``learner_overrides``; ``backbone``, when given, must be the saved one.
     """
     payload = load_checkpoint(path)
     saved = saved_config(payload, path)
+    if payload.get("kind") == PRETRAINED_KIND:
+        return _learner_from_pretrained(path, payload, saved, method, dataset, backbone,
+                                        {**(learner_settings or {}), **(learner_overrides or {})})
     _check_kind(saved, path, method, dataset)
     if learner_overrides:
         saved = {**saved, "learner": {**saved.get("learner", {}), **learner_overrides}}
@@ -128,4 +137,35 @@ def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str
                                f"{path}: drop them or train a new model") from None
         raise FewzeroError(f"checkpoint {path} does not match its config ({str(exc).splitlines()[0]}): "
                            f"train again") from None
+    return learner, config, payload.get("metrics", {})
+
+
+def _learner_from_pretrained(path, payload: dict[str, Any], saved: dict[str, Any], method: str | None,
+                             dataset: str | None, backbone: str | None, settings: dict[str, Any]
+                             ) -> tuple[Learner, RunConfig, dict[str, Any]]:
+    if method is None:
+        raise FewzeroError(f"{path} holds a pretrained backbone: name the learner to build on it (method=...)")
+    if not getattr(LEARNERS.get(method), "starts_from_pretrained", False):
+        starters = ", ".join(name for name in LEARNERS.available()
+                             if getattr(LEARNERS.get(name), "starts_from_pretrained", False))
+        raise FewzeroError(f"{path} holds a pretrained backbone, which {method} does not start from: pass a "
+                           f"checkpoint written by fewzero train for {method}, or use one of {starters}")
+    _check_kind({**saved, "method": method}, path, method, dataset)
+    saved_backbone = saved.get("backbone", RunConfig.backbone)
+    if backbone is not None and backbone != saved_backbone:
+        raise FewzeroError(f"{path} holds a pretrained {saved_backbone} backbone, not {backbone}: pretrain a "
+                           f"{backbone} (fewzero pretrain --backbone {backbone}) or drop the backbone setting")
+    config = validate({**saved, "method": method, "learner": settings}, f" of checkpoint {path}",
+                      {f"learner.{key}": "the learner settings" for key in settings})
+    learner = build_learner(config, in_channels=int(payload.get("in_channels", 1)))
+    try:
+        learner.backbone.load_state_dict(payload["model"])
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise FewzeroError(f"checkpoint {path} does not match its {saved_backbone} backbone "
+                           f"({str(exc).splitlines()[0]}): pretrain again") from None
+    statistics = payload.get("statistics")
+    if hasattr(learner, "use_base_statistics"):
+        if not isinstance(statistics, dict) or not isinstance(statistics.get("base_mean"), torch.Tensor):
+            raise FewzeroError(f"checkpoint {path} has no base-class statistics: pretrain again")
+        learner.use_base_statistics(statistics)
     return learner, config, payload.get("metrics", {})

@@ -60,6 +60,9 @@ class RunConfig:
     device: str = "cpu"
     workers: int = 1  # processes sharing each meta-batch (fewzero.parallel); the episodes seen do not change
     precision: str = "fp32"  # training arithmetic: fp32, or bf16 autocast (about 2x faster on CPUs with AVX-512 BF16)
+    epochs: int = 20  # fewzero pretrain: passes over the training images
+    batch_size: int = 128  # fewzero pretrain: images per mini-batch
+    objective: str = "linear"  # fewzero pretrain: the loss (fewzero.transfer.objectives.OBJECTIVES)
     learner: dict = field(default_factory=dict)
     backbone_args: dict = field(default_factory=dict)
 

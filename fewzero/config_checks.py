@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "bf16")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 AT_LEAST_ONE = ("image_size", "train_way", "train_shot", "train_query", "test_way", "test_shot", "test_query",
-                "episodes", "meta_batch", "lr_step", "val_every", "val_episodes", "test_episodes", "workers")
+                "episodes", "meta_batch", "lr_step", "val_every", "val_episodes", "test_episodes", "workers", "epochs", "batch_size")
 AT_LEAST_ZERO = ("seed", "test_seed")
 
 Where = Callable[[str], str]  # config key -> " in <file>" / " (from --lr)" / "" (a default)
@@ -173,6 +173,11 @@ def _check_consistency(config: Any, at: Where) -> None:
     if config.workers > 1 and config.device != "cpu":
         raise FewzeroError(f"workers={config.workers}{at('workers')} runs CPU processes; with device "
                            f"{config.device!r}{at('device')} set workers to 1")
+    from fewzero.transfer.objectives import OBJECTIVES
+
+    if config.objective not in OBJECTIVES:
+        raise FewzeroError(f"config key 'objective'{at('objective')} must be one of {', '.join(OBJECTIVES)}, "
+                           f"got {config.objective!r}")
     if config.precision not in PRECISIONS:
         raise FewzeroError(f"config key 'precision'{at('precision')} must be one of {', '.join(PRECISIONS)}, "
                            f"got {config.precision!r}")

@@ -16,7 +16,7 @@ from fewzero.atomic import make_folders, remove_empty_folders
 from fewzero.errors import FewzeroError
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.json", "metrics.jsonl")
-RESUMABLE_KEYS = ("episodes", "max_minutes")  # what a resumed run may change in its saved config
+RESUMABLE_KEYS = ("episodes", "epochs", "max_minutes")  # what a resumed run may change in its saved config
 RUN_FOLDERS = ("tensorboard",)
 LOCK = ".fewzero.lock"
 

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fewzero.atomic import write_json
-from fewzero.checkpoint import build_learner, load_checkpoint, save_checkpoint
+from fewzero.checkpoint import PRETRAINED_KIND, build_learner, load_checkpoint, save_checkpoint, saved_config
 from fewzero.config import RunConfig, check_device, validate
 from fewzero.errors import FewzeroError
 from fewzero.evaluate import evaluate
@@ -53,7 +53,7 @@ def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool 
     """
     with RunFolder(out_dir, resume=resume, overwrite=overwrite) as out:
         if resume:
-            config = _resumed_config(out / "last.pt", changes or {}, method)
+            config = resumed_config(out / "last.pt", changes or {}, method)
         elif config is None:
             raise FewzeroError("train() needs a config unless it resumes a run")
         elif changes:
@@ -68,12 +68,20 @@ def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool 
         return json.loads((out / "metrics.json").read_text())
 
 
-def _resumed_config(last_path: Path, changes: dict[str, Any], method: str | None) -> RunConfig:
+def resumed_config(last_path: Path, changes: dict[str, Any], method: str | None, kind: str | None = None
+                   ) -> RunConfig:
+    """The config saved in ``last_path`` with ``changes`` (only RESUMABLE_KEYS) applied; ``method`` must match,
+    and the run must be of ``kind`` (None: a ``fewzero train`` run; ``PRETRAINED_KIND``: a pretraining)."""
     unknown = sorted(set(changes) - set(RESUMABLE_KEYS))
     if unknown:
         raise FewzeroError(f"a resumed run keeps its saved config; {', '.join(unknown)} cannot change (only "
                            f"{', '.join(RESUMABLE_KEYS)} can): drop them, or start a new run with --out elsewhere")
-    saved = load_checkpoint(last_path)["config"]
+    payload = load_checkpoint(last_path)
+    if payload.get("kind") != kind:
+        held, other = (("a pretraining", "fewzero pretrain --resume") if payload.get("kind") == PRETRAINED_KIND
+                       else ("a fewzero train run", "fewzero train --resume"))
+        raise FewzeroError(f"{last_path.parent} holds {held}: continue it with {other}")
+    saved = saved_config(payload, last_path)
     if method is not None and saved.get("method") != method:
         raise FewzeroError(f"{last_path.parent} holds a {saved.get('method')} run, not {method}: "
                            f"pass --method {saved.get('method')}")

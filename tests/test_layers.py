@@ -21,7 +21,7 @@ LAYERS = [
     ("learners", "zsl", "transfer", "adapt", "multitask", "ensemble"),
     ("evaluate", "evaluate_zsl"),
     ("config", "config_checks", "checkpoint", "pretrained", "parallel", "runlog", "run_folder", "plot"),
-    ("train", "tune"),
+    ("train", "pretrain", "tune"),
     ("cli", "catalogue", "__init__", "__main__"),
 ]
 LAYER_OF = {name: depth for depth, names in enumerate(LAYERS) for name in names}

@@ -1,4 +1,4 @@
-"""The ``fewzero`` command: ``list``, ``train``, ``eval``, ``plot``.
+"""The ``fewzero`` command: ``list``, ``train``, ``pretrain``, ``eval``, ``plot``.
 
 User mistakes (``FewzeroError``) print one line on stderr and exit with status 2, never a traceback.
 """
@@ -22,6 +22,10 @@ def _run(args) -> None:
         from fewzero.cli.training import cmd_train
 
         cmd_train(args)
+    elif args.command == "pretrain":
+        from fewzero.cli.pretraining import cmd_pretrain
+
+        cmd_pretrain(args)
     elif args.command == "plot":
         from fewzero.cli.plotting import cmd_plot
 

@@ -53,10 +53,24 @@ def _checkpoint_for(args: argparse.Namespace, config, set_values: tuple[dict, di
         return found
     run = cached_run(config)
     if not args.train_if_missing:
+        from fewzero.pretrained import starts_from_pretrained
+
+        command = (f"fewzero pretrain --backbone {config.backbone} --dataset {config.dataset} --out {run}"
+                   if starts_from_pretrained(config.method)
+                   else f"fewzero train --method {config.method} --dataset {config.dataset} --out {run}")
         raise FewzeroError(f"no trained {config.method} model for {config.dataset} is packaged or cached: run "
-                           f"`fewzero train --method {config.method} --dataset {config.dataset} --out {run}` "
-                           f"(or pass --train-if-missing, or --checkpoint)")
+                           f"`{command}` (or pass --train-if-missing, or --checkpoint)")
     from fewzero.config import load_config
+    from fewzero.pretrained import starts_from_pretrained
+
+    if starts_from_pretrained(config.method):
+        from fewzero.pretrain import pretrain, pretrain_config
+
+        print(f"no pretrained {config.backbone} for {config.dataset} yet: pretraining one with "
+              f"configs/pretrain_{config.dataset}.yaml into {run} (once; later runs reuse it)")
+        pretrain(pretrain_config(config.dataset, overrides={"backbone": config.backbone}), run,
+                 resume=(run / "last.pt").is_file(), data_root=args.data_root, progress=not args.quiet)
+        return run / "best.pt"
     from fewzero.train import train
 
     print(f"no checkpoint for {config.method} on {config.dataset} yet: training one with its config (--config, "
@@ -81,8 +95,10 @@ def eval_few_shot(args: argparse.Namespace) -> None:
     checkpoint = _checkpoint_for(args, config, _overrides(args, {}))
     # Learner settings given on the command line (--set learner.test_inner_steps=5) apply to the saved model.
     learner_overrides = {key.split(".", 1)[1]: value for key, value in overrides.items() if key.startswith("learner.")}
-    learner, trained_config, _ = learner_from_checkpoint(checkpoint, learner_overrides, method=config.method,
-                                                         dataset=config.dataset)
+    # A pretrained backbone carries no learner settings: the eval config's (with the --set ones) apply to it.
+    learner, trained_config, _ = learner_from_checkpoint(
+        checkpoint, learner_overrides, method=config.method, dataset=config.dataset, learner_settings=config.learner,
+        backbone=config.backbone if "backbone" in origins or args.config else None)
     # The model's own data settings (image size, backbone) apply; the episode settings come from the eval config.
     config.image_size, config.backbone = trained_config.image_size, trained_config.backbone
     if args.batch_norm:

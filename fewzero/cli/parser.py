@@ -59,6 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-query", type=int, default=None)
     train.add_argument("--lr", type=float, default=None)
 
+    pre = sub.add_parser("pretrain", help="pretrain a backbone with supervised learning on the base classes, for "
+                                          "the transfer learners (baseline, baselinepp, simpleshot, logreg, finetune)")
+    pre.add_argument("--backbone", default=None, help="backbone name (default: the config's, conv4)")
+    pre.add_argument("--dataset", default=None, help="dataset name (default: omniglot)")
+    pre.add_argument("--config", default=None, help="YAML config (default: configs/pretrain_<dataset>.yaml)")
+    pre.add_argument("--split", default=None, help="dataset split scheme, e.g. vinyals for Omniglot")
+    pre.add_argument("--data-root", default=None, help="data folder (default: $FEWZERO_DATA, else the user cache)")
+    pre.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...")
+    pre.add_argument("--seed", type=int, default=None)
+    pre.add_argument("--epochs", type=int, default=None)
+    pre.add_argument("--batch-size", type=int, default=None)
+    pre.add_argument("--lr", type=float, default=None)
+    pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override any config key, e.g. --set objective=cosine --set weight_decay=0.0005")
+    pre.add_argument("--out", default=None, help="run folder (default: runs/pretrain_<backbone>_<dataset>)")
+    pre.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    pre.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    pre.add_argument("--log", default=None, choices=LOG_KINDS,
+                     help="run log: metrics.jsonl (always written) or also TensorBoard event files")
+    pre.add_argument("--quiet", action="store_true", help="no progress bars")
+
     ev = sub.add_parser("eval", help="evaluate a learner: fixed test episodes (few-shot) or a zero-shot benchmark")
     _add_common(ev)
     ev.add_argument("--records", default=None, help="write the report (with per-episode records) to this JSON file")

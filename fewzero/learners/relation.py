@@ -44,9 +44,12 @@ class RelationNetwork(EmbeddingLearner):
         self.backbone = backbone
         self.feature_channels, self.map_size, self.loss, self.pooling = feature_channels, map_size, loss, pooling
         c, side = feature_channels, map_size // 4
-        self.relation = nn.Sequential(conv_block(2 * c, c), conv_block(c, c), nn.Flatten(),
-                                      nn.Linear(c * side * side, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
-        self.relation.to(memory_format=torch.channels_last)
+        # the paper's relation module: 2 x (conv3x3 64, BN, ReLU, 2x2 max-pool), FC -> hidden (ReLU), FC -> 1;
+        # the first convolution is kept apart (see relation_logits), the rest follows it
+        self.first_conv = nn.Conv2d(2 * c, c, kernel_size=3, padding=1)
+        self.rest = nn.Sequential(*list(conv_block(c, c))[1:], conv_block(c, c), nn.Flatten(),
+                                  nn.Linear(c * side * side, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
+        self.to(memory_format=torch.channels_last)
         self.class_maps_: torch.Tensor | None = None
 
     def _check_maps(self, z: torch.Tensor, what: str) -> None:
@@ -72,11 +75,21 @@ class RelationNetwork(EmbeddingLearner):
             raise FewzeroError("call fit(support_x, support_y) before scoring queries")
         self._check_maps(query_z, "query")
         n_query, n_way = query_z.shape[0], self.class_maps_.shape[0]
-        classes = self.class_maps_.to(query_z.dtype).unsqueeze(0).expand(n_query, -1, -1, -1, -1)
-        queries = query_z.unsqueeze(1).expand(-1, n_way, -1, -1, -1)
-        # all (query, class) pairs in one batch: (n_query * n_way, 2C, H, W), class map first as in the paper
-        pairs = torch.cat([classes, queries], dim=2).flatten(0, 1).contiguous(memory_format=torch.channels_last)
-        return self.relation(pairs).float().view(n_query, n_way)
+        # The first convolution of concat(class map, query map) is linear in each half: convolve every class map
+        # and every query map once, then add them for all (query, class) pairs. Exactly the paper's module, with
+        # n_query + n_way convolutions instead of n_query * n_way.
+        c, weight = self.feature_channels, self.first_conv.weight
+        last = torch.channels_last
+        classes = F.conv2d(self.class_maps_.to(query_z.dtype).contiguous(memory_format=last), weight[:, :c],
+                           padding=1)
+        queries = F.conv2d(query_z.contiguous(memory_format=last), weight[:, c:], self.first_conv.bias, padding=1)
+        pairs = (queries.unsqueeze(1) + classes.unsqueeze(0)).flatten(0, 1)  # (n_query * n_way, C, H, W)
+        return self.rest(pairs.contiguous(memory_format=last)).float().view(n_query, n_way)
+
+    def relation_of_pairs(self, pairs: torch.Tensor) -> torch.Tensor:
+        """The relation module on explicit concatenated pairs (P, 2C, H, W) -> (P,) scores before the sigmoid
+        (the textbook form of ``relation_logits``; for tests)."""
+        return self.rest(self.first_conv(pairs)).float().view(-1)
 
     def score_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
         """(n_query, C, H, W) -> (n_query, n_way) relation scores in (0, 1)."""

@@ -3,6 +3,7 @@
     python benchmarks/package_checkpoint.py runs/benchmark/protonet_1shot
     python benchmarks/package_checkpoint.py runs/benchmark/maml_20way --per-way    # maml_omniglot_20way.pt
     python benchmarks/package_checkpoint.py runs/benchmark/maml_20way5shot --per-way --per-shot  # ..._20way_5shot.pt
+    python benchmarks/package_checkpoint.py runs/pretrain_conv4_omniglot   # a fewzero pretrain run: pretrain_conv4_omniglot.pt
 
 Copies ``<run>/best.pt`` (written by ``fewzero train``) to ``fewzero/pretrained/<method>_<dataset>.pt`` and writes
 ``<method>_<dataset>.md`` beside it with the training command, config and metrics, all read from the run.
@@ -35,8 +36,8 @@ def main() -> None:
     if args.per_shot and not args.per_way:
         parser.error("--per-shot needs --per-way: a model for one number of shots is also for one number of ways")
 
-    from fewzero.checkpoint import load_checkpoint
-    from fewzero.pretrained import PACKAGED, shipped_name
+    from fewzero.checkpoint import PRETRAINED_KIND, load_checkpoint
+    from fewzero.pretrained import PACKAGED, pretrained_name, shipped_name
 
     payload = load_checkpoint(args.run / "best.pt")
     metrics = json.loads((args.run / "metrics.json").read_text())
@@ -46,19 +47,29 @@ def main() -> None:
         sys.exit(f"{args.run / 'best.pt'} is {size} bytes: packaged checkpoints must stay under 1 MB")
     prov_path = args.run / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
-    name = shipped_name(config["method"], config["dataset"], config["train_way"] if args.per_way else None,
-                        config["train_shot"] if args.per_shot else None)
+    pretrained = payload.get("kind") == PRETRAINED_KIND
+    if pretrained:
+        name = pretrained_name(config["backbone"], config["dataset"])
+        what = (f"The pretrained backbone every transfer learner (baseline, baselinepp, simpleshot, logreg, finetune) "
+                f"starts from in `fewzero eval --method <learner> --dataset {config['dataset']}`, produced by:")
+        command = (f"fewzero pretrain --backbone {config['backbone']} --dataset {config['dataset']} "
+                   f"--config configs/pretrain_{config['dataset']}.yaml --out {args.run}")
+        when, done = f"epoch {metrics['best_epoch']}", f"epochs trained: {metrics['epochs_done']}"
+    else:
+        name = shipped_name(config["method"], config["dataset"], config["train_way"] if args.per_way else None,
+                            config["train_shot"] if args.per_shot else None)
+        what = "The default checkpoint of `fewzero eval --method {} --dataset {}`, produced by:".format(
+            config["method"], config["dataset"])
+        command = (f"fewzero train --method {config['method']} --dataset {config['dataset']} "
+                   f"--config configs/{name}.yaml --out {args.run}")
+        when, done = f"episode {metrics['best_episode']}", f"episodes trained: {metrics['episodes_done']}"
     dest = PACKAGED / f"{name}.pt"
     shutil.copyfile(args.run / "best.pt", dest)
-    lines = [f"# `{name}.pt`", "",
-             "The default checkpoint of `fewzero eval --method {} --dataset {}`, produced by:".format(
-                 config["method"], config["dataset"]), "",
-             f"```bash\nfewzero train --method {config['method']} --dataset {config['dataset']} "
-             f"--config configs/{name}.yaml --out {args.run}\n```", "",
-             f"- best validation accuracy ({config['test_way']}-way {config['test_shot']}-shot, "
+    lines = [f"# `{name}.pt`", "", what, "", f"```bash\n{command}\n```", "",
+             f"- best validation accuracy ({config['method']}, {config['test_way']}-way {config['test_shot']}-shot, "
              f"{config['val_episodes']} fixed validation episodes): {metrics['best_val_accuracy']:.2f} ± "
-             f"{metrics['best_val_ci95']:.2f} % at episode {metrics['best_episode']}",
-             f"- episodes trained: {metrics['episodes_done']} in {metrics['train_seconds'] / 60:.1f} min "
+             f"{metrics['best_val_ci95']:.2f} % at {when}",
+             f"- {done} in {metrics['train_seconds'] / 60:.1f} min "
              f"(stopped by the time cap: {metrics['stopped_early']})",
              f"- size: {size} bytes",
              f"- training commit: {prov.get('commit', 'not recorded for this run')}", "",

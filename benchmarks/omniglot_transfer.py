@@ -1,0 +1,133 @@
+"""Transfer learners, Matching and Relation Networks on Omniglot (Vinyals split): the table
+``paper_results/omniglot_transfer.md``, beside ProtoNet and the MAML family from their own tables.
+
+    python benchmarks/omniglot_transfer.py                 # the table (resumable: finished cells are cached)
+    python benchmarks/omniglot_transfer.py --quick --out /tmp/t   # a smoke run with few episodes
+
+The transfer learners start from the shipped pretrained Conv-4 (``fewzero/pretrained/pretrain_conv4_omniglot.pt``,
+made by ``fewzero pretrain``); Matching and Relation from their ``fewzero train`` runs (``--matching``,
+``--relation``, default: the shipped checkpoints). For each learner and setting the hyper-parameters of its grid are
+chosen on fixed *validation* episodes; the chosen ones are then scored once on the fixed test episodes (test seed
+0, the same episodes as every other Omniglot table).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+from provenance import ROOT, provenance
+
+sys.path.insert(0, str(ROOT))
+
+SETTINGS = [(5, 1), (5, 5), (20, 1), (20, 5)]
+TRANSFER = ("simpleshot", "logreg", "baseline", "baselinepp", "finetune")
+EPISODIC = ("matching", "relation")
+# validation grids (every combination is scored on the validation episodes of each setting)
+GRIDS = {
+    "simpleshot": {"normalisation": ["cl2n", "l2n", "un"]},
+    "logreg": {"C": [0.1, 1.0, 10.0]},
+    "baseline": {"lr": [0.1, 1.0], "steps": [100]},
+    "baselinepp": {"lr": [0.1, 1.0], "steps": [100], "scale": [10.0]},
+    "finetune": {"freeze": [2, 3], "lr": [0.01, 0.1], "steps": [30]},
+}
+# fine-tuning trains the network on every episode: fewer episodes (the table says how many)
+EPISODES = {"val": 100, "test": 1000}
+FINETUNE_EPISODES = {"val": 20, "test": 100}
+PUBLISHED = {
+    "matching": {"source": "Vinyals et al., Matching Networks for One Shot Learning, NeurIPS 2016, Table 1",
+                 "accuracy": {"5w1s": 98.1, "5w5s": 98.9, "20w1s": 93.8, "20w5s": 98.5}},
+    "relation": {"source": "Sung et al., Learning to Compare: Relation Network for Few-Shot Learning, CVPR 2018, "
+                           "Table 1", "accuracy": {"5w1s": 99.6, "5w5s": 99.8, "20w1s": 97.6, "20w5s": 99.1}},
+}
+
+
+def grid(method: str) -> list[dict]:
+    keys = list(GRIDS.get(method, {}))
+    return [dict(zip(keys, values)) for values in itertools.product(*(GRIDS[method][k] for k in keys))]
+
+
+def build(method: str, settings: dict, checkpoints: dict[str, Path]):
+    from fewzero.checkpoint import learner_from_checkpoint
+
+    if method in TRANSFER:
+        return learner_from_checkpoint(checkpoints["pretrained"], method=method, learner_settings=settings)[0]
+    return learner_from_checkpoint(checkpoints[method], method=method)[0]
+
+
+class Cache:
+    """Finished cells in a JSON file: a killed run continues where it stopped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.values = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get_or_run(self, key: str, run):
+        if key not in self.values:
+            from fewzero.atomic import write_json
+
+            self.values[key] = run()
+            write_json(self.path, self.values)
+        return self.values[key]
+
+
+def score(method, settings, checkpoints, datasets, subset, way, shot, episodes, cache: Cache) -> dict:
+    from fewzero.evaluate import evaluate
+    from fewzero.sampling import EpisodeSampler
+
+    key = json.dumps([method, str(checkpoints.get(method, checkpoints["pretrained"])), settings, subset, way, shot,
+                      episodes])
+
+    def run():
+        dataset = datasets[subset]
+        sampler = EpisodeSampler(dataset.labels, way, shot, 15, episodes, seed=0, class_names=dataset.class_names)
+        report = evaluate(build(method, settings, checkpoints), dataset, sampler, progress=False)
+        return {"accuracy": report.accuracy, "ci95": report.ci95, "f1": 100 * report.f1, "episodes": episodes,
+                "seconds": round(report.seconds, 1)}
+    return cache.get_or_run(key, run)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "paper_results")
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "omniglot_transfer" / "cells.json")
+    parser.add_argument("--pretrained", type=Path, default=ROOT / "fewzero/pretrained/pretrain_conv4_omniglot.pt")
+    parser.add_argument("--matching", type=Path, default=ROOT / "fewzero/pretrained/matching_omniglot.pt")
+    parser.add_argument("--relation", type=Path, default=ROOT / "fewzero/pretrained/relation_omniglot.pt")
+    parser.add_argument("--methods", nargs="+", default=[*TRANSFER, *EPISODIC])
+    parser.add_argument("--quick", action="store_true", help="3 episodes per cell, the first grid point only")
+    args = parser.parse_args()
+
+    from fewzero.config import load_config
+    from fewzero.train import load_split
+    from omniglot_transfer_table import write_table
+    from tqdm import tqdm
+
+    config = load_config(None, "omniglot", overrides={"method": "simpleshot"})
+    datasets = {subset: load_split(config, subset) for subset in ("val", "test")}
+    checkpoints = {"pretrained": args.pretrained, "matching": args.matching, "relation": args.relation}
+    cache = Cache(args.cache)
+    results = {}
+    cells = [(method, way, shot) for method in args.methods for way, shot in SETTINGS]
+    for method, way, shot in tqdm(cells, desc="omniglot transfer", dynamic_ncols=True):
+        budget = FINETUNE_EPISODES if method == "finetune" else EPISODES
+        if args.quick:
+            budget = {"val": 3, "test": 3}
+        candidates = grid(method)[:1] if args.quick else grid(method)
+        val = [(settings, score(method, settings, checkpoints, datasets, "val", way, shot, budget["val"], cache))
+               for settings in candidates] if len(candidates) > 1 else [(candidates[0], None)]
+        chosen, chosen_val = max(val, key=lambda item: item[1]["accuracy"] if item[1] else 0.0)
+        test = score(method, chosen, checkpoints, datasets, "test", way, shot, budget["test"], cache)
+        results.setdefault(method, {})[f"{way}w{shot}s"] = {
+            **test, "settings": chosen, "val_accuracy": chosen_val["accuracy"] if chosen_val else None,
+            "validation": [{"settings": s, "accuracy": v["accuracy"]} for s, v in val if v]}
+    write_table(args.out, results, {"grids": GRIDS, "episodes": EPISODES, "finetune_episodes": FINETUNE_EPISODES,
+                                    "checkpoints": {k: str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve()
+                                                    .is_relative_to(ROOT) else str(v) for k, v in checkpoints.items()},
+                                    "published": PUBLISHED, "quick": args.quick, **provenance()})
+
+
+if __name__ == "__main__":
+    main()

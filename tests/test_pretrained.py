@@ -11,6 +11,8 @@ def test_packaged_checkpoints_are_small_and_documented():
     shipped = sorted(pretrained.PACKAGED.glob("*.pt"))
     assert shipped, "fewzero eval --method protonet needs a packaged checkpoint"
     for path in shipped:
+        if path.stem.startswith("pretrain_"):
+            continue  # pretrained backbones: test_shipped_pretrained_backbones_serve_every_transfer_learner
         assert path.stat().st_size < 1_000_000
         _, config, _ = learner_from_checkpoint(path)
         note = path.with_suffix(".md").read_text()
@@ -67,3 +69,20 @@ def test_the_most_specific_shipped_model_serves_an_episode_shape(tmp_path, monke
     assert pretrained.shipped_name("anil", "omniglot", 20, 5) == "anil_omniglot_20way_5shot"
     with pytest.raises(ValueError, match="give way"):
         pretrained.shipped_name("anil", "omniglot", shot=5)
+
+
+def test_shipped_pretrained_backbones_serve_every_transfer_learner():
+    backbones = sorted(pretrained.PACKAGED.glob("pretrain_*.pt"))
+    assert backbones, "fewzero eval --method simpleshot needs a shipped pretrained backbone"
+    for path in backbones:
+        assert path.stat().st_size < 1_000_000
+        note = path.with_suffix(".md").read_text()
+        command = re.search(r"fewzero pretrain --backbone (\S+) --dataset (\S+) --config configs/(\S+\.yaml)", note)
+        assert command and path.stem == pretrained.pretrained_name(command[1], command[2])
+        assert (CONFIG_DIR / command[3]).is_file()
+        for method in ("baseline", "baselinepp", "simpleshot", "logreg", "finetune"):
+            config = load_config(method, command[2], overrides={"backbone": command[1]})
+            assert pretrained.default_checkpoint(config) == path
+            learner, saved, _ = learner_from_checkpoint(path, method=method)
+            assert learner.starts_from_pretrained and saved.method == method and saved.backbone == command[1]
+        assert pretrained.default_checkpoint(load_config("protonet", command[2])) != path

@@ -6,5 +6,13 @@ from fewzero.learners.maml import MAML, fomaml
 from fewzero.learners.anil import ANIL
 from fewzero.learners.metasgd import MetaSGD
 from fewzero.learners.reptile import Reptile
+from fewzero.learners.baseline import Baseline, BaselinePlusPlus
+from fewzero.learners.simpleshot import SimpleShot
+from fewzero.learners.logreg import LogisticRegressionLearner
+from fewzero.learners.finetune import FineTune
+from fewzero.learners.matching import MatchingNetwork
+from fewzero.learners.relation import RelationNetwork
 
-__all__ = ["ANIL", "EmbeddingLearner", "Learner", "MAML", "MetaSGD", "ProtoNet", "Reptile", "fomaml"]
+__all__ = ["ANIL", "Baseline", "BaselinePlusPlus", "EmbeddingLearner", "FineTune", "Learner",
+           "LogisticRegressionLearner", "MAML", "MatchingNetwork", "MetaSGD", "ProtoNet", "RelationNetwork", "Reptile",
+           "SimpleShot", "fomaml"]

@@ -8,7 +8,6 @@ finetune) loads from one: ``learner_from_checkpoint(path, method="simpleshot")``
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time

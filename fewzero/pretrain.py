@@ -24,7 +24,7 @@ from fewzero.evaluate import embed_items, evaluate
 from fewzero.registry import BACKBONES, LEARNERS
 from fewzero.run_folder import RunFolder
 from fewzero.runlog import RunLog
-from fewzero.train import episode_sampler, load_split, resumed_config
+from fewzero.train import episode_sampler, load_split, restored_progress, resumed_config
 from fewzero.transfer.objectives import create_objective
 
 
@@ -91,10 +91,7 @@ def _pretrain(config: RunConfig, out: Path, resume: bool, data_root: str | None,
         objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng"])
-        start, best, history, seconds = state["epoch"], state["best"], state["history"], state["seconds"]
-        resumes = [*state.get("resumes", []), {"epoch": start, "changes": changes,
-                                               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}]
+        start, best, history, seconds, resumes = restored_progress(state, "epoch", changes)
     val_sampler = episode_sampler(val_set, config, config.val_episodes, config.test_seed)
     base = {"kind": PRETRAINED_KIND, "config": config.to_dict(), "in_channels": in_channels}
 

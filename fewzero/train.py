@@ -88,6 +88,15 @@ def resumed_config(last_path: Path, changes: dict[str, Any], method: str | None,
     return validate({**saved, **changes}, f" of {last_path}")
 
 
+def restored_progress(state: dict[str, Any], counter: str, changes: dict[str, Any]) -> tuple:
+    """Restore the random state of a ``last.pt`` and return its ``(start, best, history, seconds, resumes)``, this
+    resume appended to ``resumes``; ``counter`` is what the run counts (``episode``, ``epoch``)."""
+    torch.set_rng_state(state["rng"])
+    resumes = [*state.get("resumes", []), {counter: state[counter], "changes": changes,
+                                           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}]
+    return state[counter], state["best"], state["history"], state["seconds"], resumes
+
+
 def _train(config: RunConfig, out: Path, resume: bool, data_root: str | None, progress: bool, tensorboard: bool,
            changes: dict[str, Any]) -> dict[str, Any]:
     """The training loop of one process; worker 0 of several validates and writes the run folder."""
@@ -111,10 +120,7 @@ def _train(config: RunConfig, out: Path, resume: bool, data_root: str | None, pr
         learner.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng"])
-        start, best, history, seconds = state["episode"], state["best"], state["history"], state["seconds"]
-        resumes = [*state.get("resumes", []), {"episode": start, "changes": changes,
-                                               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}]
+        start, best, history, seconds, resumes = restored_progress(state, "episode", changes)
     broadcast_state(learner)
     sampler = EpisodeSampler(train_set.labels, config.train_way, config.train_shot, config.train_query,
                              config.episodes, seed=config.seed, start=start, class_names=train_set.class_names,

@@ -1,7 +1,6 @@
 """The digits domains (fewzero.data.digits) and the transfer study on them (benchmarks/transfer_digits.py)."""
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_script
 import torch
 from torch.nn import functional as F
 
@@ -26,12 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _script(name: str):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
 
 
 @pytest.mark.parametrize("name, train, held", [("mnist", 300, 100), ("uci_digits", None, 34)])
@@ -107,7 +101,7 @@ def _trained_backbone(hidden=8):
 
 @pytest.mark.parametrize("freeze", [0, 1, 2, 3, 4])
 def test_transfer_computes_what_finetune_computes(freeze):
-    learners = _script("transfer_digits_learners")
+    learners = load_script("transfer_digits_learners")
     backbone = _trained_backbone()
     x, y, q = torch.rand(20, 1, 28, 28), torch.arange(10).repeat(2), torch.rand(9, 1, 28, 28)
     for decay in (None, 0.3):
@@ -119,7 +113,7 @@ def test_transfer_computes_what_finetune_computes(freeze):
 
 
 def test_mini_batches_are_seeded_and_the_fit_is_memoised():
-    learners = _script("transfer_digits_learners")
+    learners = load_script("transfer_digits_learners")
     backbone = _trained_backbone()
     x, y, q = torch.rand(30, 1, 28, 28), torch.arange(10).repeat(3), torch.rand(5, 1, 28, 28)
     first = learners.Transfer(backbone, freeze=2, steps=5, lr=0.1, batch_size=8, seed=3).eval().fit(x, y)
@@ -132,7 +126,7 @@ def test_mini_batches_are_seeded_and_the_fit_is_memoised():
 
 
 def test_the_fixed_episode_is_the_labelled_images_against_the_evaluation_subset():
-    learners = _script("transfer_digits_learners")
+    learners = load_script("transfer_digits_learners")
     train, test = digits("uci_digits", subset="train"), digits("uci_digits", subset="test")
     support = learners.labelled_indices(train.labels, 2, seed=0)
     assert set(learners.labelled_indices(train.labels, 1, seed=0)) <= set(support)  # nested in n
@@ -150,7 +144,7 @@ def test_the_fixed_episode_is_the_labelled_images_against_the_evaluation_subset(
 
 
 def test_the_summary_names_the_winners_and_the_crossover():
-    report = _script("transfer_digits_report")
+    report = load_script("transfer_digits_report")
 
     def row(mean, val):
         return {"mean": mean, "std": 1.0, "val_accuracy": val, "hp": {"lr": 0.1, "steps": 50},
@@ -197,7 +191,7 @@ def test_quick_run_writes_the_table_and_figures_and_resumes_from_its_cache(tmp_p
     for domain in report["domains"].values():
         for rows in domain["settings"].values():
             assert len(rows["1"]["val_trials"]) == 2 and 0 <= rows["1"]["mean"] <= 100
-    again = _script("transfer_digits").main(["--quick", "--checkpoint", str(pretrained), "--out", str(out)])
+    again = load_script("transfer_digits").main(["--quick", "--checkpoint", str(pretrained), "--out", str(out)])
     assert again["fits"] == {"computed": 0, "read_from_cache": report["fits"]["computed"]}
     for domain, result in report["domains"].items():
         for setting, rows in result["settings"].items():
@@ -207,5 +201,5 @@ def test_quick_run_writes_the_table_and_figures_and_resumes_from_its_cache(tmp_p
 
 def test_a_missing_checkpoint_says_which_to_pass(tmp_path):
     with pytest.raises(SystemExit, match="pass --checkpoint runs/pretrain_conv4_omniglot/best.pt"):
-        _script("transfer_digits").main(["--quick", "--checkpoint", str(tmp_path / "none.pt"),
+        load_script("transfer_digits").main(["--quick", "--checkpoint", str(tmp_path / "none.pt"),
                                          "--out", str(tmp_path)])

@@ -2,21 +2,15 @@
 what is missing, and the memory trace sees growth."""
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _script(name: str):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
 
 
 def _trained(model: str, way: int) -> dict:
@@ -35,7 +29,7 @@ def _evaluated(settings: dict[str, float], model: str) -> dict:
 
 
 def test_models_merge_per_setting_and_missing_settings_say_so():
-    bench = _script("omniglot_table")
+    bench = load_script("omniglot_table")
     started = {"command": "python benchmarks/omniglot.py", "commit": "abc", "date": "d", "machine": "m",
                "load_average": "0"}
     table: dict = {"test_episodes": 1000, "queries_per_class": 15}
@@ -61,7 +55,7 @@ def test_models_merge_per_setting_and_missing_settings_say_so():
 
 
 def test_chosen_test_inner_lr_is_reported_beside_the_training_one():
-    bench = _script("omniglot_table")
+    bench = load_script("omniglot_table")
     started = {"command": "python benchmarks/omniglot.py", "commit": "abc", "date": "d", "machine": "m",
                "load_average": "0"}
     evaluated = _evaluated({"20w1s": 95.5, "20w5s": 97.1}, "20-way")
@@ -78,7 +72,7 @@ def test_inner_lr_grid_and_choice_on_validation(monkeypatch):
     import fewzero.evaluate
     import fewzero.train
 
-    selection = _script("inner_lr_selection")
+    selection = load_script("inner_lr_selection")
     assert selection.lr_grid(0.4) == [0.4, 0.2, 0.1, 0.05, 0.025, 0.0125]
 
     class Learner:
@@ -95,7 +89,7 @@ def test_inner_lr_grid_and_choice_on_validation(monkeypatch):
 
 
 def test_settings_map_to_the_model_that_serves_them(tmp_path, monkeypatch):
-    bench = _script("omniglot_settings")
+    bench = load_script("omniglot_settings")
     assert [bench.model_for("maml", w, s) for w, s in bench.SETTINGS] == ["5-way", "5-way", "20-way", "20-way"]
     # where a config meta-trains a model on one setting, that model serves the setting
     (tmp_path / "configs").mkdir()
@@ -114,7 +108,7 @@ def test_settings_map_to_the_model_that_serves_them(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("grow", [False, True])
 def test_memory_trace_tells_growth_from_flat(grow):
-    memory = _script("omniglot_memory")
+    memory = load_script("omniglot_memory")
     kept = []
 
     def work():
@@ -144,7 +138,7 @@ def test_memory_trace_tells_growth_from_flat(grow):
 def test_packaged_models_are_found_under_the_names_fewzero_eval_uses(tmp_path, monkeypatch):
     import fewzero.pretrained as pretrained
 
-    bench = _script("omniglot_settings")
+    bench = load_script("omniglot_settings")
     monkeypatch.setattr(pretrained, "PACKAGED", tmp_path)
     for stem in ("protonet_omniglot", "maml_omniglot", "maml_omniglot_20way", "maml_omniglot_20way_5shot"):
         (tmp_path / f"{stem}.pt").write_bytes(b"")
@@ -160,7 +154,7 @@ def test_packaged_models_are_found_under_the_names_fewzero_eval_uses(tmp_path, m
 @pytest.mark.parametrize("parallel", [False, True])
 def test_interrupting_the_benchmark_stops_its_training_processes(tmp_path, monkeypatch, parallel):
     """Killing benchmarks/omniglot.py must not leave `fewzero train` running with no one to evaluate it."""
-    bench = _script("omniglot_training")
+    bench = load_script("omniglot_training")
     started = []
 
     class Training:  # stands in for subprocess.Popen: the first wait is interrupted (Ctrl-C or SIGTERM)
@@ -189,7 +183,7 @@ def test_interrupting_the_benchmark_stops_its_training_processes(tmp_path, monke
 
 
 def test_the_script_offers_every_flag(monkeypatch, capsys):
-    bench = _script("omniglot")
+    bench = load_script("omniglot")
     monkeypatch.setattr(bench.signal, "signal", lambda *args: None)  # leave pytest's SIGTERM handling alone
     monkeypatch.setattr(sys, "argv", ["omniglot.py", "--help"])
     with pytest.raises(SystemExit):

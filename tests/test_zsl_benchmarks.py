@@ -1,14 +1,13 @@
 """The zero-shot benchmark scripts run end to end and write their tables (tiny settings)."""
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import load_script
 import scipy.io as sio
 
 from fewzero.data.xlsa17 import read_att_splits
@@ -21,12 +20,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
-def _script(name: str):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
 
 
 def test_gbu_table_from_a_written_res101(tmp_path, data_root):
@@ -43,7 +36,7 @@ def test_gbu_table_from_a_written_res101(tmp_path, data_root):
     features = projection @ splits["att"][:, labels] + 0.02 * rng.normal(size=(24, labels.size))
     sio.savemat(folder / "res101.mat", {"features": features, "labels": labels[:, None] + 1})
     out = tmp_path / "gbu"
-    results = _script("zsl_gbu").main(["--data-root", str(tmp_path), "--methods", "eszsl", "sae", "--no-tune",
+    results = load_script("zsl_gbu").main(["--data-root", str(tmp_path), "--methods", "eszsl", "sae", "--no-tune",
                                        "--out", str(out)])
     assert min(r["t1"] for r in results["CUB"].values()) > 30  # 50 unseen classes: chance is 2 %
     report = json.loads(out.with_suffix(".json").read_text())
@@ -56,12 +49,12 @@ def test_gbu_table_from_a_written_res101(tmp_path, data_root):
 
 def test_gbu_without_features_says_what_to_do(tmp_path):
     with pytest.raises(SystemExit, match="no res101.mat found"):
-        _script("zsl_gbu").main(["--data-root", str(tmp_path), "--datasets", "SUN", "--out", str(tmp_path / "x")])
+        load_script("zsl_gbu").main(["--data-root", str(tmp_path), "--datasets", "SUN", "--out", str(tmp_path / "x")])
 
 
 def test_cub50_benchmark_writes_both_semantics(tmp_path, data_root):
     out = tmp_path / "zsl_cub50"
-    _script("zsl_cub").main(["--image-size", "16", "--epochs", "1", "--no-bbox-crop", "--methods", "eszsl", "dap",
+    load_script("zsl_cub").main(["--image-size", "16", "--epochs", "1", "--no-bbox-crop", "--methods", "eszsl", "dap",
                              "--no-tune", "--out", str(out)])
     report = json.loads(out.with_suffix(".json").read_text())
     assert set(report["results"]) == {"attributes", "text"}

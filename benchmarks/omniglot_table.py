@@ -124,8 +124,9 @@ def render(table: dict) -> str:
                      f"{learner['test_inner_steps']} at test time, batch norm {learner['batch_norm']}"
                      if "inner_lr" in learner else "")
             batch = f", {c['meta_batch']} per meta-batch" if c.get("meta_batch", 1) > 1 else ""
-            if c.get("workers", 1) > 1:
-                batch += f" shared by {c['workers']} worker processes"
+            processes = t.get("processes") or c.get("workers", 1)  # older runs kept it in the config as workers
+            if processes > 1:
+                batch += f" shared by {processes} processes"
             lines.append(
                 f"- {method} {name} model: `{t['command']}`; {c['backbone']}, {c['train_way']}-way "
                 f"{c['train_shot']}-shot {c['train_query']}-query tasks{batch}, Adam lr {c['lr']} x{c['lr_gamma']} "

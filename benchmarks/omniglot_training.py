@@ -15,9 +15,15 @@ from omniglot_settings import run_dir
 from provenance import ROOT, provenance
 
 
+# configs trained with two processes sharing each meta-batch (torchrun, one per core: paper_results/scaling.md)
+PROCESSES = {"configs/maml_omniglot.yaml": 2, "configs/fomaml_omniglot.yaml": 2}
+
+
 def train_command(method: str, config: str, run: Path, data_root: str | None, quick: bool) -> list[str]:
     cmd = [sys.executable, "-m", "fewzero", "train", "--method", method, "--dataset", "omniglot",
            "--config", config, "--out", str(run)]
+    if PROCESSES.get(config, 1) > 1:
+        cmd += ["--nproc", str(PROCESSES[config])]
     if (run / "last.pt").is_file():
         cmd.append("--resume")
     if data_root:

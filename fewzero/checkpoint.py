@@ -74,7 +74,8 @@ def saved_config(payload: dict[str, Any], path: str | os.PathLike) -> dict[str, 
     if not isinstance(config, dict):
         raise FewzeroError(f"checkpoint {path} has no training config (was it written by fewzero train?): "
                            f"train again or point --checkpoint at a file written by fewzero train")
-    return config
+    # runs before torchrun recorded their worker processes in the config; the processes do not change the model
+    return {k: v for k, v in config.items() if k != "workers"}
 
 
 def build_learner(config: RunConfig, in_channels: int = 1) -> Learner:

@@ -52,13 +52,14 @@ class RunConfig:
     lr_gamma: float = 0.5
     weight_decay: float = 0.0
     val_every: int = 500
+    checkpoint_every: typing.Optional[int] = None  # episodes between last.pt writes besides each validation's
     val_episodes: int = 200
     test_episodes: int = 1000
     seed: int = 0
     test_seed: int = 0
     max_minutes: typing.Optional[float] = None
     device: str = "cpu"
-    workers: int = 1  # processes sharing each meta-batch (fewzero.parallel); the episodes seen do not change
+    dist_backend: str = "auto"  # under torchrun: auto (NCCL on CUDA, gloo on CPU), gloo or nccl
     precision: str = "fp32"  # training arithmetic: fp32, or bf16 autocast (about 2x faster on CPUs with AVX-512 BF16)
     epochs: int = 20  # fewzero pretrain: passes over the training images
     batch_size: int = 128  # fewzero pretrain: images per mini-batch
@@ -97,6 +98,9 @@ def validate(values: dict[str, Any], where: str = "", origins: dict[str, str] | 
     if not isinstance(values, dict):
         raise FewzeroError(f"config{where} must be a mapping of keys to values")
     at = locator(values, where, origins)
+    if "workers" in values:
+        raise FewzeroError(f"config key 'workers'{at('workers')} is gone: drop it, and start processes with "
+                           f"`fewzero train --nproc N` or `torchrun --nproc-per-node N -m fewzero train ...`")
     config = RunConfig(**check_types(values, _HINTS, at))
     check_config(config, at)
     return config

@@ -18,9 +18,11 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("fp32", "bf16")
+BACKENDS = ("auto", "gloo", "nccl")  # process-group backends under torchrun (fewzero.distributed)
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 AT_LEAST_ONE = ("image_size", "train_way", "train_shot", "train_query", "test_way", "test_shot", "test_query",
-                "episodes", "meta_batch", "lr_step", "val_every", "val_episodes", "test_episodes", "workers", "epochs", "batch_size")
+                "episodes", "meta_batch", "lr_step", "val_every", "val_episodes", "test_episodes", "epochs",
+                "batch_size")
 AT_LEAST_ZERO = ("seed", "test_seed")
 
 Where = Callable[[str], str]  # config key -> " in <file>" / " (from --lr)" / "" (a default)
@@ -163,16 +165,16 @@ def _check_numbers(config: Any, at: Where) -> None:
 
 
 def _check_consistency(config: Any, at: Where) -> None:
+    every = config.checkpoint_every
+    if every is not None and (every < 1 or every % config.meta_batch):
+        raise FewzeroError(f"checkpoint_every ({config.checkpoint_every}){at('checkpoint_every')} must be a positive "
+                           f"multiple of meta_batch ({config.meta_batch}){at('meta_batch')} (or null: at each validation)")
     if config.val_every % config.meta_batch:
         raise FewzeroError(f"val_every ({config.val_every}){at('val_every')} must be a multiple of meta_batch "
                            f"({config.meta_batch}){at('meta_batch')} so that checkpoints fall between optimizer steps")
-    if config.meta_batch % config.workers or config.episodes % config.workers:
-        raise FewzeroError(f"meta_batch ({config.meta_batch}){at('meta_batch')} and episodes ({config.episodes})"
-                           f"{at('episodes')} must be multiples of workers ({config.workers}){at('workers')} so "
-                           f"that every worker does the same share")
-    if config.workers > 1 and config.device != "cpu":
-        raise FewzeroError(f"workers={config.workers}{at('workers')} runs CPU processes; with device "
-                           f"{config.device!r}{at('device')} set workers to 1")
+    if config.dist_backend not in BACKENDS:
+        raise FewzeroError(f"config key 'dist_backend'{at('dist_backend')} must be one of {', '.join(BACKENDS)}, "
+                           f"got {config.dist_backend!r}")
     from fewzero.transfer.objectives import OBJECTIVES
 
     if config.objective not in OBJECTIVES:

@@ -8,6 +8,7 @@ finetune) loads from one: ``learner_from_checkpoint(path, method="simpleshot")``
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -16,15 +17,20 @@ from typing import Any
 
 import torch
 
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
 from fewzero.atomic import write_json
-from fewzero.checkpoint import PRETRAINED_KIND, load_checkpoint, save_checkpoint
-from fewzero.config import CONFIG_DIR, RunConfig, check_device, load_config
+from fewzero.checkpoint import PRETRAINED_KIND, save_checkpoint
+from fewzero.config import CONFIG_DIR, RunConfig, load_config
+from fewzero.distributed import agreed, any_process, barrier, check_batch_divisible, rank_and_world
+# any_process, barrier, rank_and_world
 from fewzero.errors import FewzeroError
 from fewzero.evaluate import embed_items, evaluate
 from fewzero.registry import BACKBONES, LEARNERS
-from fewzero.run_folder import RunFolder
+from fewzero.run_setup import joined_run, load_resumed_state, plan_run, restored_progress
 from fewzero.runlog import RunLog
-from fewzero.train import episode_sampler, load_split, restored_progress, resumed_config
+from fewzero.train import episode_sampler, load_split
 from fewzero.transfer.objectives import create_objective
 
 
@@ -39,18 +45,18 @@ def pretrain_config(dataset: str = "omniglot", path: str | os.PathLike | None = 
 
 def pretrain(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
              data_root: str | None = None, progress: bool = True, tensorboard: bool = False,
-             changes: dict[str, Any] | None = None) -> dict[str, Any]:
+             changes: dict[str, Any] | None = None, verbose: bool = False) -> dict[str, Any]:
     """Pretrain ``config.backbone`` on ``config.dataset``'s train split; keep ``best.pt`` and ``last.pt`` in
-    ``out_dir`` (same folder rules, logs and resume as ``fewzero.train.train``). Returns the run's metrics."""
-    with RunFolder(out_dir, resume=resume, overwrite=overwrite) as out:
-        if resume:
-            config = resumed_config(out / "last.pt", changes or {}, None, kind=PRETRAINED_KIND)
-        elif config is None:
-            raise FewzeroError("pretrain() needs a config unless it resumes a run")
-        check_device(config.device, require_available=True)
-        if config.workers != 1:
-            raise FewzeroError(f"pretraining runs in one process: set workers to 1 (got {config.workers})")
-        return _pretrain(config, out, resume, data_root, progress, tensorboard, changes or {})
+    ``out_dir`` (same folder rules, logs, resume and torchrun processes as ``fewzero.train.train``). Returns the
+    run's metrics (``{}`` in processes other than 0)."""
+    out = Path(out_dir)
+    config, resume, overwrite = plan_run(config, out, resume=resume, overwrite=overwrite, changes=changes or {},
+                                         kind=PRETRAINED_KIND)
+    with joined_run(config, out, resume=resume, overwrite=overwrite) as device:
+        rank, world = rank_and_world()
+        check_batch_divisible(config.batch_size, world)
+        return _pretrain(config, out, device, resume, data_root, progress and (rank == 0 or verbose), tensorboard,
+                         changes or {})
 
 
 @torch.no_grad()
@@ -63,16 +69,40 @@ def base_statistics(backbone: torch.nn.Module, dataset, device: torch.device) ->
     return {"base_mean": z.double().mean(0).float().cpu()}
 
 
-def _pretrain(config: RunConfig, out: Path, resume: bool, data_root: str | None, progress: bool, tensorboard: bool,
-              changes: dict[str, Any]) -> dict[str, Any]:
+class _Classifier(torch.nn.Module):
+    """Backbone and pretraining objective as one module, so that DistributedDataParallel sees all parameters."""
+
+    def __init__(self, backbone: torch.nn.Module, objective: torch.nn.Module):
+        super().__init__()
+        self.backbone, self.objective = backbone, objective
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, H, W), (B,) -> (mean loss, (B, classes) logits)."""
+        return self.objective(self.backbone(x).flatten(1), y)
+
+
+def _data_parallel(model: _Classifier, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel under torchrun (with synchronised batch norm on GPUs), the model itself otherwise.
+
+    torch's SyncBatchNorm runs only on GPUs: on CPU each process normalises its share of a batch by itself.
+    """
+    if rank_and_world()[1] == 1:
+        return model
+    if device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _pretrain(config: RunConfig, out: Path, device: torch.device, resume: bool, data_root: str | None,
+              progress: bool, tensorboard: bool, changes: dict[str, Any]) -> dict[str, Any]:
     from tqdm import tqdm
 
+    rank, world = rank_and_world()
     last_path, best_path = out / "last.pt", out / "best.pt"
-    state = load_checkpoint(last_path) if resume else None
+    state = load_resumed_state(out, resume)
     torch.manual_seed(config.seed)
-    device = torch.device(config.device)
-    train_set = load_split(config, config.train_subset, data_root, progress)
-    val_set = load_split(config, config.val_subset, data_root, progress)
+    train_set, val_set = agreed(lambda: (load_split(config, config.train_subset, data_root, progress),
+                                         load_split(config, config.val_subset, data_root, progress)))
     in_channels = int(train_set[0][0].shape[0])
     backbone = BACKBONES.create(config.backbone, in_channels=in_channels, **config.backbone_args).to(device)
     with torch.no_grad():
@@ -81,7 +111,11 @@ def _pretrain(config: RunConfig, out: Path, resume: bool, data_root: str | None,
     validator = LEARNERS.create(config.method, backbone=backbone, **config.learner)
     optimizer = torch.optim.Adam([*backbone.parameters(), *objective.parameters()], lr=config.lr,
                                  weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    # each process takes every world-th image of the epoch's order, in batches of batch_size / world: together
+    # they see the batches of one process (DistributedSampler's order is randperm seeded with seed + epoch)
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed * 7919)
+    per_process = config.batch_size // world
+    steps_per_epoch = math.ceil(sampler.num_samples / per_process)
     # cosine annealing over the run's epochs (read at each step, so a resume with more epochs stretches it)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(
         math.pi * min(step / (config.epochs * steps_per_epoch), 1.0))))
@@ -92,8 +126,9 @@ def _pretrain(config: RunConfig, out: Path, resume: bool, data_root: str | None,
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start, best, history, seconds, resumes = restored_progress(state, "epoch", changes)
+    model = _data_parallel(_Classifier(backbone, objective), device)  # DDP starts every process from process 0's
     val_sampler = episode_sampler(val_set, config, config.val_episodes, config.test_seed)
-    base = {"kind": PRETRAINED_KIND, "config": config.to_dict(), "in_channels": in_channels}
+    base = {"kind": PRETRAINED_KIND, "config": config.to_dict(), "in_channels": in_channels, "processes": world}
 
     def validate_now(epoch: int, running: dict[str, float]) -> None:
         statistics = base_statistics(backbone, train_set, device)
@@ -113,31 +148,30 @@ def _pretrain(config: RunConfig, out: Path, resume: bool, data_root: str | None,
                                     "epoch": epoch, "best": best, "history": history, "seconds": seconds,
                                     "resumes": resumes})
 
-    if resume:  # the checkpoint's history is the truth: lines logged after it are dropped
+    if resume and rank == 0:  # the checkpoint's history is the truth: lines logged after it are dropped
         (out / "metrics.jsonl").unlink(missing_ok=True)
         with RunLog(out) as replay:
             for record in history:
                 replay.record(**record)
     epoch = start
-    with RunLog(out, tensorboard=tensorboard) as log:
+    with RunLog(out, tensorboard=tensorboard) if rank == 0 else contextlib.nullcontext() as log:
         running = {"loss": float("nan"), "accuracy": float("nan")}
         started = time.perf_counter() - seconds
         bar = tqdm(total=config.epochs * steps_per_epoch, initial=start * steps_per_epoch, disable=not progress,
                    desc=f"pretraining {config.backbone} on {config.dataset}", dynamic_ncols=True)
         for epoch in range(start + 1, config.epochs + 1):
-            backbone.train(), objective.train()
-            # the order of an epoch depends on the seed and the epoch only, so a resumed run sees the same batches
-            order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed * 7919 + epoch))
-            for first in range(0, len(order), config.batch_size):
-                batch = train_set.__getitems__(order[first:first + config.batch_size].tolist())
+            model.train()
+            sampler.set_epoch(epoch)  # the order depends on the seed and the epoch only: a resumed run sees the same
+            order = list(sampler)
+            for first in range(0, len(order), per_process):
+                batch = train_set.__getitems__(order[first:first + per_process])
                 x, y = batch.x.to(device), batch.y.to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                    loss, logits = objective(backbone(x).flatten(1), y)
-                if not torch.isfinite(loss):
-                    raise FewzeroError(f"pretraining loss became {loss.item()} in epoch {epoch} (lr "
-                                       f"{schedule.get_last_lr()[0]:g}): lower --lr and pretrain again")
+                    loss, logits = model(x, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if any_process(not torch.isfinite(loss)):
+                    agreed(lambda: _check_loss(loss, epoch, schedule.get_last_lr()[0]))
                 optimizer.step()
                 schedule.step()
                 accuracy = 100.0 * float((logits.argmax(1) == y).float().mean())
@@ -148,16 +182,27 @@ def _pretrain(config: RunConfig, out: Path, resume: bool, data_root: str | None,
                 bar.set_postfix(epoch=epoch, loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.1f}",
                                 best=f"{best['val_accuracy']:.2f}", refresh=False)
             seconds = time.perf_counter() - started
-            validate_now(epoch, running)
-            log.record(**history[-1])  # after the checkpoint: a resumed run never logs an epoch twice
-            if config.max_minutes is not None and seconds >= 60 * config.max_minutes:
+            if rank == 0:
+                validate_now(epoch, running)
+                log.record(**history[-1])  # after the checkpoint: a resumed run never logs an epoch twice
+            barrier()
+            if any_process(config.max_minutes is not None and seconds >= 60 * config.max_minutes):
                 break
         bar.close()
-        if not best_path.is_file():  # zero epochs, or resumed a finished run: validate what there is
+        if rank == 0 and not best_path.is_file():  # zero epochs, or resumed a finished run: validate what there is
             validate_now(epoch, running)
             log.record(**history[-1])
+    if rank > 0:
+        return {}
     metrics = {"best_val_accuracy": best["val_accuracy"], "best_val_ci95": best.get("val_ci95"),
                "best_epoch": best["epoch"], "epochs_done": epoch, "train_seconds": round(seconds, 1),
-               "stopped_early": epoch < config.epochs, "history": history, "config": config.to_dict()}
+               "stopped_early": epoch < config.epochs, "processes": world, "history": history,
+               "config": config.to_dict()}
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _check_loss(loss: torch.Tensor, epoch: int, lr: float) -> None:
+    if not torch.isfinite(loss):
+        raise FewzeroError(f"pretraining loss became {loss.item()} in epoch {epoch} (lr {lr:g}): lower --lr and "
+                           f"pretrain again")

@@ -21,6 +21,12 @@ RUN_FOLDERS = ("tensorboard",)
 LOCK = ".fewzero.lock"
 
 
+def require_last_checkpoint(path: Path) -> None:
+    """A run to resume must have its ``last.pt``."""
+    if not (path / "last.pt").is_file():
+        raise FewzeroError(f"nothing to resume: {path / 'last.pt'} does not exist (drop --resume to start a new run)")
+
+
 class RunFolder:
     """Context manager: ``with RunFolder(out, resume=False, overwrite=False) as folder: ...`` (a ``Path``)."""
 
@@ -65,9 +71,7 @@ class RunFolder:
     def _check_contents(self) -> None:
         held = [name for name in RUN_FILES if (self.path / name).exists()]
         if self.resume:
-            if not (self.path / "last.pt").is_file():
-                raise FewzeroError(f"nothing to resume: {self.path / 'last.pt'} does not exist "
-                                   f"(drop --resume to start a new run)")
+            require_last_checkpoint(self.path)
         elif held and not self.overwrite:
             raise FewzeroError(f"{self.path} already holds a run ({', '.join(held)}): pass --resume to continue it, "
                                f"--overwrite to replace it, or choose another --out")

@@ -35,7 +35,7 @@ class EpisodeSampler(Sampler[list[int]]):
         start: index of the first episode (to resume training mid-way).
         class_names: optional names for error messages.
         rank, world: yield only episodes ``i`` with ``i % world == rank`` (one worker's share of data-parallel
-            training; see ``fewzero.parallel``).
+            training; see ``fewzero.distributed``).
     """
 
     def __init__(self, labels: Sequence[int] | np.ndarray | torch.Tensor, n_way: int, n_shot: int, n_query: int,

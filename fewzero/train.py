@@ -3,7 +3,6 @@ resume, a progress bar, a seed."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from pathlib import Path
@@ -13,13 +12,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from fewzero.atomic import write_json
-from fewzero.checkpoint import PRETRAINED_KIND, build_learner, load_checkpoint, save_checkpoint, saved_config
-from fewzero.config import RunConfig, check_device, validate
+from fewzero.checkpoint import build_learner, save_checkpoint
+from fewzero.config import RunConfig
+from fewzero.distributed import agreed, barrier, broadcast_state, check_divisible, rank_and_world, sync_step
 from fewzero.errors import FewzeroError
 from fewzero.evaluate import evaluate
-from fewzero.parallel import barrier, broadcast_state, rank_and_world, run_workers, sync_step
 from fewzero.registry import DATASETS, LEARNERS
-from fewzero.run_folder import RESUMABLE_KEYS, RunFolder
+from fewzero.run_setup import joined_run, load_resumed_state, plan_run, restored_progress
 from fewzero.runlog import RunLog
 from fewzero.sampling import EpisodeSampler
 
@@ -39,7 +38,8 @@ def episode_sampler(dataset, config: RunConfig, n_episodes: int, seed: int) -> E
 
 def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
           data_root: str | None = None, progress: bool = True, tensorboard: bool = False,
-          changes: dict[str, Any] | None = None, method: str | None = None) -> dict[str, Any]:
+          changes: dict[str, Any] | None = None, method: str | None = None, verbose: bool = False
+          ) -> dict[str, Any]:
     """Meta-train ``config.method`` and keep ``best.pt`` (best validation accuracy) and ``last.pt`` in ``out_dir``.
 
     Every validation appends a line to ``metrics.jsonl`` (and TensorBoard scalars with ``tensorboard=True``); the
@@ -49,66 +49,36 @@ def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool 
     With ``resume=True`` the run continues from ``last.pt`` with its saved config (``config`` may be None), seeing
     exactly the episodes it would have seen without the interruption; ``changes`` may set ``episodes`` or
     ``max_minutes`` of the saved config, and is recorded in the run; ``method``, if given, must be the saved run's.
-    With ``config.workers > 1`` that many processes share each meta-batch (``fewzero.parallel``). Returns the run's metrics (also in ``metrics.json``).
+
+    Under torchrun every process calls this with the same arguments (``fewzero.distributed``): they share each
+    meta-batch, process 0 validates and writes the run folder (progress bars too, unless ``verbose``) and returns
+    the metrics; the others return ``{}``. Returns the run's metrics (also in ``metrics.json``).
     """
-    with RunFolder(out_dir, resume=resume, overwrite=overwrite) as out:
-        if resume:
-            config = resumed_config(out / "last.pt", changes or {}, method)
-        elif config is None:
-            raise FewzeroError("train() needs a config unless it resumes a run")
-        elif changes:
-            raise FewzeroError("changes apply to a resumed run only: put them in the config")
-        check_device(config.device, require_available=True)
-        if not getattr(LEARNERS.get(config.method), "meta_trainable", True):
-            raise FewzeroError(f"{config.method} is not meta-trained: pretrain its backbone with `fewzero pretrain "
-                               f"--dataset {config.dataset}`, then `fewzero eval --method {config.method}`")
-        if config.workers == 1:
-            return _train(config, out, resume, data_root, progress, tensorboard, changes or {})
-        run_workers(_train, (config, out, resume, data_root, progress, tensorboard, changes or {}), config.workers)
-        return json.loads((out / "metrics.json").read_text())
+    out = Path(out_dir)
+    config, resume, overwrite = plan_run(config, out, resume=resume, overwrite=overwrite, changes=changes or {},
+                                         method=method)
+    if not getattr(LEARNERS.get(config.method), "meta_trainable", True):
+        raise FewzeroError(f"{config.method} is not meta-trained: pretrain its backbone with `fewzero pretrain "
+                           f"--dataset {config.dataset}`, then `fewzero eval --method {config.method}`")
+    with joined_run(config, out, resume=resume, overwrite=overwrite) as device:
+        rank, world = rank_and_world()
+        check_divisible(config.meta_batch, config.episodes, world)
+        return _train(config, out, device, resume, data_root, progress and (rank == 0 or verbose), tensorboard,
+                      changes or {})
 
 
-def resumed_config(last_path: Path, changes: dict[str, Any], method: str | None, kind: str | None = None
-                   ) -> RunConfig:
-    """The config saved in ``last_path`` with ``changes`` (only RESUMABLE_KEYS) applied; ``method`` must match,
-    and the run must be of ``kind`` (None: a ``fewzero train`` run; ``PRETRAINED_KIND``: a pretraining)."""
-    unknown = sorted(set(changes) - set(RESUMABLE_KEYS))
-    if unknown:
-        raise FewzeroError(f"a resumed run keeps its saved config; {', '.join(unknown)} cannot change (only "
-                           f"{', '.join(RESUMABLE_KEYS)} can): drop them, or start a new run with --out elsewhere")
-    payload = load_checkpoint(last_path)
-    if payload.get("kind") != kind:
-        held, other = (("a pretraining", "fewzero pretrain --resume") if payload.get("kind") == PRETRAINED_KIND
-                       else ("a fewzero train run", "fewzero train --resume"))
-        raise FewzeroError(f"{last_path.parent} holds {held}: continue it with {other}")
-    saved = saved_config(payload, last_path)
-    if method is not None and saved.get("method") != method:
-        raise FewzeroError(f"{last_path.parent} holds a {saved.get('method')} run, not {method}: "
-                           f"pass --method {saved.get('method')}")
-    return validate({**saved, **changes}, f" of {last_path}")
-
-
-def restored_progress(state: dict[str, Any], counter: str, changes: dict[str, Any]) -> tuple:
-    """Restore the random state of a ``last.pt`` and return its ``(start, best, history, seconds, resumes)``, this
-    resume appended to ``resumes``; ``counter`` is what the run counts (``episode``, ``epoch``)."""
-    torch.set_rng_state(state["rng"])
-    resumes = [*state.get("resumes", []), {counter: state[counter], "changes": changes,
-                                           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}]
-    return state[counter], state["best"], state["history"], state["seconds"], resumes
-
-
-def _train(config: RunConfig, out: Path, resume: bool, data_root: str | None, progress: bool, tensorboard: bool,
-           changes: dict[str, Any]) -> dict[str, Any]:
-    """The training loop of one process; worker 0 of several validates and writes the run folder."""
+def _train(config: RunConfig, out: Path, device: torch.device, resume: bool, data_root: str | None, progress: bool,
+           tensorboard: bool, changes: dict[str, Any]) -> dict[str, Any]:
+    """The training loop of one process; process 0 of several validates and writes the run folder."""
     from tqdm import tqdm
 
     rank, world = rank_and_world()
     last_path, best_path = out / "last.pt", out / "best.pt"
-    state = load_checkpoint(last_path) if resume else None
+    state = load_resumed_state(out, resume)
     torch.manual_seed(config.seed)
-    device = torch.device(config.device)
-    train_set = load_split(config, config.train_subset, data_root, progress and rank == 0)
-    val_set = load_split(config, config.val_subset, data_root, progress and rank == 0)
+    # agreed: data missing on one node is reported by process 0, and no process waits for one that has given up
+    train_set, val_set = agreed(lambda: (load_split(config, config.train_subset, data_root, progress),
+                                         load_split(config, config.val_subset, data_root, progress)))
     in_channels = int(train_set[0][0].shape[0])
     learner = build_learner(config, in_channels).to(device)
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -127,7 +97,7 @@ def _train(config: RunConfig, out: Path, resume: bool, data_root: str | None, pr
                              rank=rank, world=world)
     val_sampler = episode_sampler(val_set, config, config.val_episodes, config.test_seed)
     loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=sampler.collate)
-    base = {"config": config.to_dict(), "in_channels": in_channels}
+    base = {"config": config.to_dict(), "in_channels": in_channels, "processes": world}
 
     def checkpoint(episode: int) -> None:
         save_checkpoint(last_path, {**base, "model": learner.state_dict(), "optimizer": optimizer.state_dict(),
@@ -156,17 +126,17 @@ def _train(config: RunConfig, out: Path, resume: bool, data_root: str | None, pr
         running = {"loss": float("nan"), "accuracy": float("nan")}
         started = time.perf_counter() - seconds
         bar = tqdm(total=config.episodes, initial=start, desc=f"training {config.method}",
-                   disable=not progress or rank > 0, dynamic_ncols=True)
-        episode = start
+                   disable=not progress, dynamic_ncols=True)
+        episode, bad_loss = start, None
         for episode_data in loader:
             episode_data = episode_data.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                 loss, logits = learner.episode_loss(episode_data)
-            if not torch.isfinite(loss):
-                raise FewzeroError(f"training loss became {loss.item()} at episode {episode + rank + 1} "
-                                   f"(lr {schedule.get_last_lr()[0]:g}): lower --lr and train again")
-            (loss / config.meta_batch).backward()
-            episode += world  # episodes done by all workers together
+            if not torch.isfinite(loss):  # reported at the step, by every process together
+                bad_loss = bad_loss or (episode + rank + 1, loss.item())
+            else:
+                (loss / config.meta_batch).backward()
+            episode += world  # episodes done by all processes together
             bar.update(world)
             accuracy = 100.0 * float((logits.argmax(1) == episode_data.query_y).float().mean())
             if episode == start + world:
@@ -177,9 +147,11 @@ def _train(config: RunConfig, out: Path, resume: bool, data_root: str | None, pr
             if episode % config.meta_batch and episode != config.episodes:
                 continue
             seconds = time.perf_counter() - started
-            # the time limit is decided once per optimizer step, by all workers together
+            # the time limit is decided once per optimizer step, by all processes together
             out_of_time = config.max_minutes is not None and seconds >= 60 * config.max_minutes
-            out_of_time = sync_step(learner, [float(out_of_time)])[0] > 0
+            out_of_time, any_bad = (flag > 0 for flag in sync_step(learner, [float(out_of_time), float(bool(bad_loss))]))
+            if any_bad:
+                agreed(lambda: _check_loss(bad_loss, schedule.get_last_lr()[0]))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
@@ -193,6 +165,8 @@ def _train(config: RunConfig, out: Path, resume: bool, data_root: str | None, pr
                                     val=f"{history[-1]['val_accuracy']:.2f}", best=f"{best['val_accuracy']:.2f}")
                 barrier()
             else:
+                if rank == 0 and config.checkpoint_every and episode % config.checkpoint_every == 0:
+                    checkpoint(episode)  # between validations: a restart loses less work
                 bar.set_postfix(loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.1f}",
                                 best=f"{best['val_accuracy']:.2f}", refresh=False)
             if out_of_time:
@@ -206,6 +180,13 @@ def _train(config: RunConfig, out: Path, resume: bool, data_root: str | None, pr
         return {}
     metrics = {"best_val_accuracy": best["val_accuracy"], "best_val_ci95": best.get("val_ci95"),
                "best_episode": best["episode"], "episodes_done": episode, "train_seconds": round(seconds, 1),
+               "processes": world,
                "stopped_early": episode < config.episodes, "history": history, "config": config.to_dict()}
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _check_loss(bad_loss: tuple[int, float] | None, lr: float) -> None:
+    if bad_loss is not None:
+        raise FewzeroError(f"training loss became {bad_loss[1]} at episode {bad_loss[0]} (lr {lr:g}): lower --lr "
+                           f"and train again")

@@ -48,7 +48,8 @@ def test_a_pretrained_backbone_is_not_a_meta_learner(capfd, tmp_path):
     (["--batch-size", "-4"], ("'batch_size'", "(from --batch-size)", "must be >= 1")),
     (["--set", "objective=triplet"], ("'objective'", "linear, cosine")),
     (["--backbone", "vgg"], ("unknown backbone 'vgg'", "conv4")),
-    (["--set", "workers=2", "--set", "meta_batch=2"], ("pretraining runs in one process",)),
+    (["--set", "workers=2"], ("'workers'", "is gone", "--nproc N")),
+    (["--batch-size", "5", "--nproc", "2"], ("batch_size (5)", "multiple of the number of processes (2)")),
     (["--lr", "-1"], ("'lr'", "(from --lr)")),
 ])
 def test_pretraining_settings_that_cannot_work(capfd, tmp_path, flags, fragments):

@@ -20,8 +20,8 @@ LAYERS = [
     ("episode", "sampling"),
     ("learners", "zsl", "transfer", "adapt", "multitask", "ensemble"),
     ("evaluate", "evaluate_zsl"),
-    ("config", "config_checks", "checkpoint", "pretrained", "parallel", "runlog", "run_folder", "plot"),
-    ("train", "pretrain", "tune"),
+    ("config", "config_checks", "checkpoint", "pretrained", "distributed", "runlog", "run_folder", "plot"),
+    ("run_setup", "train", "pretrain", "tune"),
     ("cli", "catalogue", "__init__", "__main__"),
 ]
 LAYER_OF = {name: depth for depth, names in enumerate(LAYERS) for name in names}

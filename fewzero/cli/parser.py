@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from fewzero.cli.launch import add_launch_flags
 from fewzero.runlog import LOG_KINDS
 
 # eval flags (argparse dest names) that only one kind of method takes; the rest apply to every kind
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-shot", type=int, default=None)
     train.add_argument("--train-query", type=int, default=None)
     train.add_argument("--lr", type=float, default=None)
+    add_launch_flags(train)
 
     pre = sub.add_parser("pretrain", help="pretrain a backbone with supervised learning on the base classes, for "
                                           "the transfer learners (baseline, baselinepp, simpleshot, logreg, finetune)")
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--log", default=None, choices=LOG_KINDS,
                      help="run log: metrics.jsonl (always written) or also TensorBoard event files")
     pre.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_launch_flags(pre)
 
     ev = sub.add_parser("eval", help="evaluate a learner: fixed test episodes (few-shot) or a zero-shot benchmark")
     _add_common(ev)

@@ -37,27 +37,38 @@ def _resume_changes(args: argparse.Namespace) -> dict:
     return changes
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int | None:
+    from fewzero.cli.launch import launch, launch_world, wants_launch
     from fewzero.config import command_line_overrides, load_config
+    from fewzero.distributed import check_divisible, choose_backend
     from fewzero.train import train
 
     if method_kind(args.method) == "zero-shot":
         raise FewzeroError(f"{args.method} is a zero-shot method: it is fitted by `fewzero eval --method "
                            f"{args.method}`, not trained with `fewzero train`")
-    if args.resume:
-        if args.out is None:
-            raise FewzeroError("--resume needs --out: the run folder to continue")
-        out = Path(args.out)
-        changes = _resume_changes(args)
-        metrics = train(None, out, resume=True, data_root=args.data_root, progress=not args.quiet,
-                        tensorboard=args.log == "tensorboard", changes=changes, method=args.method)
-    else:
+    if args.resume and args.out is None:
+        raise FewzeroError("--resume needs --out: the run folder to continue")
+    config = None
+    if not args.resume:
         overrides, origins = command_line_overrides(
             args.set, {flag_name(dest): (key, getattr(args, dest)) for dest, key in TRAIN_FLAGS.items()})
         config = load_config(args.method, args.dataset, args.config, overrides, origins)
+    if wants_launch(args):  # start the processes with torchrun; each of them runs this command without the flags
+        if config is not None:
+            check_divisible(config.meta_batch, config.episodes, launch_world(args))
+            choose_backend(config.device, config.dist_backend)
+        return launch(args, argv or [])
+    if args.resume:
+        out = Path(args.out)
+        metrics = train(None, out, resume=True, data_root=args.data_root, progress=not args.quiet,
+                        tensorboard=args.log == "tensorboard", changes=_resume_changes(args), method=args.method,
+                        verbose=args.verbose)
+    else:
         out = Path(args.out or f"runs/{config.method}_{config.dataset}")
         metrics = train(config, out, overwrite=args.overwrite, data_root=args.data_root, progress=not args.quiet,
-                        tensorboard=args.log == "tensorboard")
-    print(f"best validation accuracy {metrics['best_val_accuracy']:.2f} +- {metrics['best_val_ci95'] or 0:.2f} % "
-          f"at episode {metrics['best_episode']} ({metrics['train_seconds']:.0f} s); checkpoint {out / 'best.pt'}")
-
+                        tensorboard=args.log == "tensorboard", verbose=args.verbose)
+    if metrics:  # process 0 (the others return no metrics)
+        print(f"best validation accuracy {metrics['best_val_accuracy']:.2f} +- {metrics['best_val_ci95'] or 0:.2f} "
+              f"% at episode {metrics['best_episode']} ({metrics['train_seconds']:.0f} s); checkpoint "
+              f"{out / 'best.pt'}")
+    return None

@@ -196,7 +196,8 @@ def _pretrain(config: RunConfig, out: Path, device: torch.device, resume: bool, 
         return {}
     metrics = {"best_val_accuracy": best["val_accuracy"], "best_val_ci95": best.get("val_ci95"),
                "best_epoch": best["epoch"], "epochs_done": epoch, "train_seconds": round(seconds, 1),
-               "stopped_early": epoch < config.epochs, "processes": world, "history": history,
+               "stopped_early": epoch < config.epochs, "processes": world, "train_images": len(train_set),
+               "history": history,
                "config": config.to_dict()}
     write_json(out / "metrics.json", metrics)
     return metrics

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("fp32", "bf16")
-BACKENDS = ("auto", "gloo", "nccl")  # process-group backends under torchrun (fewzero.distributed)
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 AT_LEAST_ONE = ("image_size", "train_way", "train_shot", "train_query", "test_way", "test_shot", "test_query",
                 "episodes", "meta_batch", "lr_step", "val_every", "val_episodes", "test_episodes", "epochs",
@@ -172,6 +171,8 @@ def _check_consistency(config: Any, at: Where) -> None:
     if config.val_every % config.meta_batch:
         raise FewzeroError(f"val_every ({config.val_every}){at('val_every')} must be a multiple of meta_batch "
                            f"({config.meta_batch}){at('meta_batch')} so that checkpoints fall between optimizer steps")
+    from fewzero.distributed import BACKENDS
+
     if config.dist_backend not in BACKENDS:
         raise FewzeroError(f"config key 'dist_backend'{at('dist_backend')} must be one of {', '.join(BACKENDS)}, "
                            f"got {config.dist_backend!r}")

@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from fewzero.config_checks import BACKENDS
 from fewzero.errors import FewzeroError
 
 T = TypeVar("T")
+BACKENDS = ("auto", "gloo", "nccl")  # the process-group backends a config may ask for (dist_backend)
 LAUNCH_DIR_ENV = "FEWZERO_LAUNCH_DIR"  # the launcher's temporary folder; removed by a worker that outlives it
 
 

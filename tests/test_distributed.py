@@ -189,3 +189,12 @@ def test_checkpoints_between_validations(tmp_path, monkeypatch, tiny_omniglot):
     assert [episode for name, episode in saved if name == "last.pt"] == [4, 8, 12]
     with pytest.raises(FewzeroError, match="checkpoint_every .* multiple of meta_batch"):
         load_config("protonet", "omniglot", overrides={"meta_batch": 2, "checkpoint_every": 3})
+
+
+@pytest.mark.parametrize("flags, fragments", [
+    (["--dataset", "xlsa17-CUB"], ("xlsa17-CUB has no feature backbone to train", "--dataset cub50")),
+    (["--batch-size", "0"], ("--batch-size must be >= 1",)),
+    (["--nproc", "2", "--nnodes", "2"], ("--nnodes 2 needs --rdzv-endpoint",)),
+])
+def test_feature_settings_that_cannot_work(capfd, tmp_path, flags, fragments):
+    fails(capfd, tmp_path, ["features", "--quiet", *flags], *fragments)

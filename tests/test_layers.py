@@ -15,12 +15,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fewzero"
 
 # lowest first; a module may import from its own layer or any layer below it
 LAYERS = [
-    ("errors", "atomic", "paths", "registry"),
+    ("errors", "atomic", "paths", "registry", "distributed"),
     ("data", "backbones"),
     ("episode", "sampling"),
     ("learners", "zsl", "transfer", "adapt", "multitask", "ensemble"),
     ("evaluate", "evaluate_zsl"),
-    ("config", "config_checks", "checkpoint", "pretrained", "distributed", "runlog", "run_folder", "plot"),
+    ("config", "config_checks", "checkpoint", "pretrained", "runlog", "run_folder", "plot"),
     ("run_setup", "train", "pretrain", "tune"),
     ("cli", "catalogue", "__init__", "__main__"),
 ]

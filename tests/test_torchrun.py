@@ -171,3 +171,21 @@ def test_pretraining_on_two_processes_matches_one(tiny_omniglot, tmp_path):
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert_same_weights(tmp_path / "one" / "last.pt", tmp_path / "two" / "last.pt")
     assert load_checkpoint(tmp_path / "two" / "last.pt")["processes"] == 2
+
+
+def test_the_zero_shot_feature_backbone_trains_the_same_on_two_processes(tmp_path, monkeypatch):
+    """DistributedDataParallel over each batch of the feature backbone's training (tests/features_worker.py)."""
+    from features_worker import tiny_network, train_tiny
+
+    from fewzero.zsl import features
+
+    monkeypatch.setattr(features, "_build", tiny_network)
+    one, processes = train_tiny()
+    assert processes == 1
+    done = fewzero(tmp_path / "two.pt", launcher=("-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                                                  "2", str(REPO / "tests" / "features_worker.py")))
+    assert done.returncode == 0, done.stderr
+    two = torch.load(tmp_path / "two.pt", weights_only=True)
+    assert two["processes"] == 2
+    for key, value in one.items():
+        torch.testing.assert_close(two["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)

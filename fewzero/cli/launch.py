@@ -1,4 +1,4 @@
-"""``fewzero train|pretrain --nproc N``: start the command's processes with torchrun (``torch.distributed.run``).
+"""``fewzero train|pretrain|features --nproc N``: start the command's processes with torchrun (``torch.distributed.run``).
 
 The flags are sugar for ``torchrun --standalone --nproc-per-node N -m fewzero train ...`` (or, with ``--nnodes`` and
 ``--rdzv-endpoint``, for a c10d rendezvous of several machines): the same elastic agent starts, watches and restarts

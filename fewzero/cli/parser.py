@@ -83,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--quiet", action="store_true", help="no progress bars")
     add_launch_flags(pre)
 
+    feat = sub.add_parser("features", help="train a zero-shot dataset's feature backbone and cache its image "
+                                            "features (fewzero eval does it on first use); --nproc N shares it")
+    feat.add_argument("--dataset", default="cub50", help="zero-shot dataset with images (default: cub50)")
+    feat.add_argument("--data-root", default=None, help="data folder (default: $FEWZERO_DATA, else the user cache)")
+    feat.add_argument("--backbone", default=None, help="feature backbone: resnet_small (default) or conv4")
+    feat.add_argument("--epochs", type=int, default=None)
+    feat.add_argument("--batch-size", type=int, default=None, help="images per step, in all processes together")
+    feat.add_argument("--seed", type=int, default=None)
+    feat.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_launch_flags(feat)
+
     ev = sub.add_parser("eval", help="evaluate a learner: fixed test episodes (few-shot) or a zero-shot benchmark")
     _add_common(ev)
     ev.add_argument("--records", default=None, help="write the report (with per-episode records) to this JSON file")

@@ -19,7 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from torch.nn.parallel import DistributedDataParallel
+
 from fewzero.atomic import atomic_path
+from fewzero.distributed import AgreedError, rank_and_world
 from fewzero.errors import FewzeroError
 from fewzero.paths import user_cache_dir
 from fewzero.registry import BACKBONES
@@ -56,7 +59,8 @@ def train_backbone(images: torch.Tensor, labels: torch.Tensor, train_index: torc
     """Train ``backbone`` + a linear head with cross-entropy on ``images[train_index]`` only.
 
     SGD with momentum 0.9 and a cosine learning-rate schedule; inputs are standardised with the per-channel
-    mean and std of the training images.
+    mean and std of the training images. In a torchrun process group the processes share each batch
+    (DistributedDataParallel); on CPU batch norm then normalises each process's share by itself.
 
     Returns:
         the trained backbone (eval mode), channel mean (3,), channel std (3,), and a dict of training facts.
@@ -74,6 +78,12 @@ def train_backbone(images: torch.Tensor, labels: torch.Tensor, train_index: torc
         dim = net(torch.zeros(2, *images.shape[1:])).shape[1]
     head = nn.Linear(dim, len(classes))
     model = nn.Sequential(net, head)
+    rank, world = rank_and_world()
+    if batch_size % world:
+        raise AgreedError(f"batch_size ({batch_size}) must be a multiple of the number of processes ({world})")
+    # under torchrun: DDP, each process takes every world-th image of each batch (the whole batch's augmentation is
+    # drawn in every process, so that together they train on exactly the batches of one process)
+    trained = model if world == 1 else DistributedDataParallel(model)
     steps = epochs * max(1, len(train_index) // batch_size)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1),
@@ -81,8 +91,8 @@ def train_backbone(images: torch.Tensor, labels: torch.Tensor, train_index: torc
     from tqdm import tqdm
 
     started, step, correct, seen = time.perf_counter(), 0, 0, 0
-    model.train()
-    with tqdm(total=steps, desc=f"training {backbone} features", disable=not progress, leave=False) as bar:
+    trained.train()
+    with tqdm(total=steps, desc=f"training {backbone} features", disable=not progress or rank > 0, leave=False) as bar:
         for _ in range(epochs):
             order = torch.randperm(len(train_index), generator=generator)
             correct = seen = 0  # accuracy on the augmented batches of the last epoch
@@ -90,7 +100,8 @@ def train_backbone(images: torch.Tensor, labels: torch.Tensor, train_index: torc
                 pick = order[b * batch_size:(b + 1) * batch_size]
                 x = (_training_batch(images, train_index[pick], pad, generator) - mean[:, None, None]) \
                     / std[:, None, None]
-                logits = model(x)
+                x, pick = x[rank::world], pick[rank::world]
+                logits = trained(x)
                 loss = F.cross_entropy(logits, targets[pick])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -103,7 +114,7 @@ def train_backbone(images: torch.Tensor, labels: torch.Tensor, train_index: torc
                 bar.set_postfix(loss=f"{loss.item():.3f}")
     net.eval()
     facts = {"train_seconds": round(time.perf_counter() - started, 1), "steps": step,
-             "train_images": int(train_index.numel()), "train_classes": int(len(classes)),
+             "train_images": int(train_index.numel()), "train_classes": int(len(classes)), "processes": world,
              "final_loss": round(loss.item(), 4), "last_epoch_train_accuracy": round(100.0 * correct / max(seen, 1), 2)}
     return net, mean, std, facts
 
@@ -169,7 +180,7 @@ def image_features(images: torch.Tensor, labels: torch.Tensor, train_index: torc
     features = embed(net, images, mean, std, progress=progress)
     facts = {**settings, **facts, "embed_seconds": round(time.perf_counter() - started, 1),
              "feature_dim": int(features.shape[1]), "threads": torch.get_num_threads()}
-    if cache:
+    if cache and rank_and_world()[0] == 0:  # under torchrun every process has the features; process 0 keeps them
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, features=features.numpy(), facts=np.array(json.dumps(facts)))
     return features, {**facts, "cached": False}

@@ -28,14 +28,14 @@ def zero_shot_datasets() -> list[str]:
 
 def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | None = None, progress: bool = True,
                image_size: int = 64, bbox_crop: bool = True, backbone: str = "resnet_small", epochs: int = 30,
-               lr: float = 0.05, seed: int = 0, text_source: str = "both", text_model: str = "all-MiniLM-L6-v2",
+               lr: float = 0.05, seed: int = 0, batch_size: int = 64, text_source: str = "both", text_model: str = "all-MiniLM-L6-v2",
                val_split: int = 1, cache: bool = True) -> ZeroShotData:
     """CUB-50: the images of CUB classes 001-050 under the proposed split, as learned features + semantics.
 
     Args:
         semantics: ``attributes`` (CUB's class-level attributes, L2-normalised) or ``text`` (sentence embeddings).
         image_size, bbox_crop: input images (square crops around the bird's box by default).
-        backbone, epochs, lr, seed: the feature backbone's training (seen-class trainval images only).
+        backbone, epochs, lr, seed, batch_size: the feature backbone's training (seen-class trainval images only).
         text_source: ``names``, ``descriptions`` or ``both`` (descriptors_cub.json) for text semantics.
         val_split: ``valclasses<k>.txt`` of xlsa17/CUB gives the validation classes (0: none).
     """
@@ -51,7 +51,8 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
     seen = cub.labels[train].unique()
     unseen = cub.labels[cub.split == TEST_UNSEEN].unique()
     features, facts = image_features(cub.images, cub.labels, train, forbidden_classes=unseen, backbone=backbone,
-                                     epochs=epochs, lr=lr, seed=seed, cache=cache, progress=progress)
+                                     epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, cache=cache,
+                                     progress=progress)
     if semantics == "attributes":
         matrix, described = cub_attributes(cub.class_names, data_root), "CUB class attributes (312, L2-normalised)"
     else:

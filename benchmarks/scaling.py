@@ -32,7 +32,7 @@ WORKLOADS = {  # name -> (fewzero command, unit of work, amount per run, flags t
              lambda n: ["--episodes", str(n), "--set", f"val_every={n}", "--set", "val_episodes=100",
                         "--set", "max_minutes=null"]),
     # meta_batch 2 (the shipped config has 1): each process then takes one of the two episodes of a step
-    "protonet": (["train", "--method", "protonet", "--config", "configs/protonet_omniglot.yaml"], "episodes", 600,
+    "protonet": (["train", "--method", "protonet", "--config", "configs/protonet_omniglot.yaml"], "episodes", 100,
                  lambda n: ["--episodes", str(n), "--set", f"val_every={n}", "--set", "val_episodes=100",
                             "--set", "meta_batch=2", "--set", "max_minutes=null"]),
     "pretrain": (["pretrain", "--config", "configs/pretrain_omniglot.yaml"], "images", 1,
@@ -78,23 +78,32 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--rounds", type=int, default=2, help="rounds of runs (one run of each setting per round)")
+    parser.add_argument("--pretrain-rounds", type=int, default=1, help="rounds for pretraining (an epoch is long)")
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "scaling"), help="finished runs, kept for a rerun")
     parser.add_argument("--quick", action="store_true", help="tiny runs, to try the script")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default=str(ROOT / "paper_results" / "scaling"), help="output path without suffix")
     args = parser.parse_args(argv)
     prov = provenance()
     runs = []
-    with tempfile.TemporaryDirectory(prefix="fewzero-scaling-") as tmp:
-        for workload in args.workloads:
-            amount = 64 if args.quick and workload != "pretrain" else WORKLOADS[workload][2]
-            for r in range(1 if args.quick else args.rounds):
-                for label, processes, threads in (SETTINGS if r % 2 == 0 else SETTINGS[::-1]):
-                    run = one_run(workload, processes, threads, amount, Path(tmp) / f"{workload}_{r}_{label}",
-                                  args.data_root)
-                    run["setting"] = label
-                    print(f"{workload}, {label}: {run['per_second']:.1f} {run['unit']}/s, validation "
-                          f"{run['val_accuracy']:.2f} % ({run['wall_seconds']} s wall)", flush=True)
-                    runs.append(run)
+    cache = Path(args.runs) / ("quick" if args.quick else "full")
+    cache.mkdir(parents=True, exist_ok=True)
+    for workload in args.workloads:
+        amount = 64 if args.quick and workload != "pretrain" else WORKLOADS[workload][2]
+        rounds = 1 if args.quick else (args.pretrain_rounds if workload == "pretrain" else args.rounds)
+        for r in range(rounds):
+            for label, processes, threads in (SETTINGS if r % 2 == 0 else SETTINGS[::-1]):
+                done = cache / f"{workload}_{amount}_{r}_{processes}p{threads}t.json"  # resumable: finished runs kept
+                if done.is_file():
+                    run = json.loads(done.read_text())
+                else:
+                    with tempfile.TemporaryDirectory(prefix="fewzero-scaling-") as tmp:
+                        run = {**one_run(workload, processes, threads, amount, Path(tmp) / "run", args.data_root),
+                               "setting": label, "round": r, "date": provenance()["date"]}
+                    write_text(done, json.dumps(run, indent=1))
+                print(f"{workload}, {label}: {run['per_second']:.1f} {run['unit']}/s, validation "
+                      f"{run['val_accuracy']:.2f} % ({run['wall_seconds']} s wall)", flush=True)
+                runs.append(run)
     communication = {}
     for workload in args.workloads:
         n_bytes = gradient_bytes(workload)
@@ -105,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     result = {"runs": runs, "communication": communication, "quick": args.quick, "rounds": args.rounds,
+              "pretrain_rounds": args.pretrain_rounds,
               "amounts": {w: WORKLOADS[w][2] for w in args.workloads}, "cuda_available": torch.cuda.is_available(),
               "load_before": prov["load_average"], "load_after": provenance()["load_average"], "provenance": prov}
     out = Path(args.out)

@@ -28,9 +28,9 @@ from fewzero.distributed import agreed, any_process, barrier, check_batch_divisi
 from fewzero.errors import FewzeroError
 from fewzero.evaluate import embed_items, evaluate
 from fewzero.registry import BACKBONES, LEARNERS
-from fewzero.run_setup import joined_run, load_resumed_state, plan_run, restored_progress
+from fewzero.run_setup import joined_run, plan_run, restored_progress
 from fewzero.runlog import RunLog
-from fewzero.train import episode_sampler, load_split
+from fewzero.train import episode_sampler, run_inputs
 from fewzero.transfer.objectives import create_objective
 
 
@@ -99,10 +99,7 @@ def _pretrain(config: RunConfig, out: Path, device: torch.device, resume: bool, 
 
     rank, world = rank_and_world()
     last_path, best_path = out / "last.pt", out / "best.pt"
-    state = load_resumed_state(out, resume)
-    torch.manual_seed(config.seed)
-    train_set, val_set = agreed(lambda: (load_split(config, config.train_subset, data_root, progress),
-                                         load_split(config, config.val_subset, data_root, progress)))
+    state, train_set, val_set = run_inputs(config, out, resume, data_root, progress)
     in_channels = int(train_set[0][0].shape[0])
     backbone = BACKBONES.create(config.backbone, in_channels=in_channels, **config.backbone_args).to(device)
     with torch.no_grad():

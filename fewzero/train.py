@@ -36,6 +36,19 @@ def episode_sampler(dataset, config: RunConfig, n_episodes: int, seed: int) -> E
                           seed=seed, class_names=getattr(dataset, "class_names", None))
 
 
+def run_inputs(config: RunConfig, out: Path, resume: bool, data_root: str | None, progress: bool) -> tuple:
+    """``(last.pt of a resumed run or None, train set, val set)``, the seed set: what every training loop starts from.
+
+    The data is loaded ``agreed``: data missing on one machine is reported by process 0, and no process waits for
+    one that has given up.
+    """
+    state = load_resumed_state(out, resume)
+    torch.manual_seed(config.seed)
+    train_set, val_set = agreed(lambda: (load_split(config, config.train_subset, data_root, progress),
+                                         load_split(config, config.val_subset, data_root, progress)))
+    return state, train_set, val_set
+
+
 def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
           data_root: str | None = None, progress: bool = True, tensorboard: bool = False,
           changes: dict[str, Any] | None = None, method: str | None = None, verbose: bool = False
@@ -74,11 +87,7 @@ def _train(config: RunConfig, out: Path, device: torch.device, resume: bool, dat
 
     rank, world = rank_and_world()
     last_path, best_path = out / "last.pt", out / "best.pt"
-    state = load_resumed_state(out, resume)
-    torch.manual_seed(config.seed)
-    # agreed: data missing on one node is reported by process 0, and no process waits for one that has given up
-    train_set, val_set = agreed(lambda: (load_split(config, config.train_subset, data_root, progress),
-                                         load_split(config, config.val_subset, data_root, progress)))
+    state, train_set, val_set = run_inputs(config, out, resume, data_root, progress)
     in_channels = int(train_set[0][0].shape[0])
     learner = build_learner(config, in_channels).to(device)
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -1,13 +1,14 @@
 """Data-parallel training in processes started by ``torchrun`` (``torch.distributed.run``), on one machine or many.
 
 Outside torchrun nothing here does anything: ``rank_and_world()`` is ``(0, 1)`` and every collective returns at
-once. Under torchrun each process reads ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` from its environment and joins
-the group with ``init_method="env://"``: NCCL when the run's device is CUDA (each process on ``cuda:LOCAL_RANK``),
-gloo on CPU.
+once. Under torchrun each process reads ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``
+from its environment (the env:// rendezvous, its store keys prefixed per restart) and joins the group: NCCL when the
+run's device is CUDA (each process on ``cuda:LOCAL_RANK``), gloo on CPU.
 
 Episodic training splits each meta-batch's episodes over the processes, which sum their gradients in one
 ``all_reduce`` (``sync_step``): every process takes the same optimizer step, so the run follows the trajectory of
-one process up to the order of float additions. Supervised pretraining uses ``DistributedDataParallel``.
+one process up to the order of float additions. Supervised pretraining and the zero-shot feature backbone use
+``DistributedDataParallel``.
 """
 from __future__ import annotations
 
@@ -201,7 +202,7 @@ def agreed(step: Callable[[], T]) -> T:
     The message is the lowest failing rank's, naming that rank when process 0 itself succeeded, so that process 0
     reports what went wrong on another node and no process waits for one that has given up.
     """
-    rank, world = rank_and_world()
+    world = rank_and_world()[1]
     try:
         result, message = step(), None
     except FewzeroError as exc:
@@ -210,13 +211,18 @@ def agreed(step: Callable[[], T]) -> T:
         result, message = None, str(exc)
     if world == 1:
         return result
-    messages: list[Any] = [None] * world
-    dist.all_gather_object(messages, message)
-    failed = [(r, m) for r, m in enumerate(messages) if m is not None]
+    failed = [(r, m) for r, m in enumerate(_gathered(message)) if m is not None]
     if failed:
         first_rank, first = failed[0]
         raise AgreedError(first if first_rank == 0 else f"process {first_rank} of {world}: {first}")
     return result
+
+
+def _gathered(value: Any) -> list[Any]:
+    """Every process's ``value``, in rank order (``all_gather_object``)."""
+    values: list[Any] = [None] * rank_and_world()[1]
+    dist.all_gather_object(values, value)
+    return values
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -228,9 +234,7 @@ def check_same_config(config: dict[str, Any]) -> None:
     """Every process must have been given the same config (the same command and config file on every node)."""
     if rank_and_world()[1] == 1:
         return
-    mine = config_hash(config)
-    hashes: list[Any] = [None] * rank_and_world()[1]
-    dist.all_gather_object(hashes, mine)
+    hashes = _gathered(config_hash(config))
     differ = [r for r, h in enumerate(hashes) if h != hashes[0]]
     if differ:
         raise AgreedError(f"the processes were given different configs (hash {hashes[0]} in process 0, "

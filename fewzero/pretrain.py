@@ -24,7 +24,6 @@ from fewzero.atomic import write_json
 from fewzero.checkpoint import PRETRAINED_KIND, save_checkpoint
 from fewzero.config import CONFIG_DIR, RunConfig, load_config
 from fewzero.distributed import agreed, any_process, barrier, check_batch_divisible, rank_and_world
-# any_process, barrier, rank_and_world
 from fewzero.errors import FewzeroError
 from fewzero.evaluate import embed_items, evaluate
 from fewzero.registry import BACKBONES, LEARNERS
@@ -194,8 +193,7 @@ def _pretrain(config: RunConfig, out: Path, device: torch.device, resume: bool, 
     metrics = {"best_val_accuracy": best["val_accuracy"], "best_val_ci95": best.get("val_ci95"),
                "best_epoch": best["epoch"], "epochs_done": epoch, "train_seconds": round(seconds, 1),
                "stopped_early": epoch < config.epochs, "processes": world, "train_images": len(train_set),
-               "history": history,
-               "config": config.to_dict()}
+               "history": history, "config": config.to_dict()}
     write_json(out / "metrics.json", metrics)
     return metrics
 

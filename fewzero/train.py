@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from fewzero.registry import DATASETS, LEARNERS
 from fewzero.run_setup import joined_run, load_resumed_state, plan_run, restored_progress
 from fewzero.runlog import RunLog
 from fewzero.sampling import EpisodeSampler
-
 
 
 def load_split(config: RunConfig, subset: str, data_root: str | None = None, progress: bool = True):
@@ -51,8 +51,8 @@ def run_inputs(config: RunConfig, out: Path, resume: bool, data_root: str | None
 
 def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
           data_root: str | None = None, progress: bool = True, tensorboard: bool = False,
-          changes: dict[str, Any] | None = None, method: str | None = None, verbose: bool = False
-          ) -> dict[str, Any]:
+          changes: dict[str, Any] | None = None, method: str | None = None, verbose: bool = False,
+          on_validation: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Meta-train ``config.method`` and keep ``best.pt`` (best validation accuracy) and ``last.pt`` in ``out_dir``.
 
     Every validation appends a line to ``metrics.jsonl`` (and TensorBoard scalars with ``tensorboard=True``); the
@@ -66,6 +66,9 @@ def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool 
     Under torchrun every process calls this with the same arguments (``fewzero.distributed``): they share each
     meta-batch, process 0 validates and writes the run folder (progress bars too, unless ``verbose``) and returns
     the metrics; the others return ``{}``. Returns the run's metrics (also in ``metrics.json``).
+
+    ``on_validation(episode, val_accuracy)`` is called after each validation has been logged and checkpointed
+    (one process only); an exception it raises (a tuner's pruning signal) ends the run there.
     """
     out = Path(out_dir)
     config, resume, overwrite = plan_run(config, out, resume=resume, overwrite=overwrite, changes=changes or {},
@@ -77,11 +80,12 @@ def train(config: RunConfig | None, out_dir: str | os.PathLike, *, resume: bool 
         rank, world = rank_and_world()
         check_divisible(config.meta_batch, config.episodes, world)
         return _train(config, out, device, resume, data_root, progress and (rank == 0 or verbose), tensorboard,
-                      changes or {})
+                      changes or {}, on_validation)
 
 
 def _train(config: RunConfig, out: Path, device: torch.device, resume: bool, data_root: str | None, progress: bool,
-           tensorboard: bool, changes: dict[str, Any]) -> dict[str, Any]:
+           tensorboard: bool, changes: dict[str, Any], on_validation: Callable[[int, float], None] | None = None
+           ) -> dict[str, Any]:
     """The training loop of one process; process 0 of several validates and writes the run folder."""
     from tqdm import tqdm
 
@@ -172,6 +176,8 @@ def _train(config: RunConfig, out: Path, device: torch.device, resume: bool, dat
                     log.record(**history[-1])  # after the checkpoint: a resumed run never logs an episode twice
                     bar.set_postfix(loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.1f}",
                                     val=f"{history[-1]['val_accuracy']:.2f}", best=f"{best['val_accuracy']:.2f}")
+                    if on_validation is not None:
+                        on_validation(episode, history[-1]["val_accuracy"])
                 barrier()
             else:
                 if rank == 0 and config.checkpoint_every and episode % config.checkpoint_every == 0:

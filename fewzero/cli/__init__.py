@@ -1,4 +1,4 @@
-"""The ``fewzero`` command: ``list``, ``train``, ``pretrain``, ``features``, ``eval``, ``plot``.
+"""The ``fewzero`` command: ``list``, ``train``, ``pretrain``, ``features``, ``eval``, ``tune``, ``plot``.
 
 User mistakes (``FewzeroError``) print one line on stderr and exit with status 2, never a traceback. In processes
 started by torchrun, process 0 says it (and the first process of each other machine, for errors it found alone).
@@ -32,6 +32,10 @@ def _run(args, argv: list[str]) -> int | None:
         from fewzero.cli.features import cmd_features
 
         return cmd_features(args, argv)
+    elif args.command == "tune":
+        from fewzero.cli.tuning import cmd_tune
+
+        cmd_tune(args)
     elif args.command == "plot":
         from fewzero.cli.plotting import cmd_plot
 

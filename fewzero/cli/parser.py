@@ -114,6 +114,32 @@ def build_parser() -> argparse.ArgumentParser:
     zero.add_argument("--semantics", default=None, choices=("attributes", "text"),
                       help="class semantics (default: attributes)")
 
+    tune = sub.add_parser("tune", help="search a learner's hyper-parameters on validation data (Optuna); "
+                                        "resumable, shared by --jobs processes or, through --storage, machines")
+    _add_common(tune)
+    tune.add_argument("--config", default=None, help="YAML config the trials start from (few-shot: default "
+                                                     "configs/<method>_<dataset>.yaml; zero-shot: its learner:)")
+    tune.add_argument("--space", default=None, help="search space YAML (default: configs/spaces/<method>.yaml)")
+    tune.add_argument("--trials", type=int, default=20, help="trials the study should hold (default 20); "
+                                                            "rerunning the command runs only the missing ones")
+    tune.add_argument("--sampler", default="tpe", choices=("tpe", "grid", "random", "cmaes"))
+    tune.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"),
+                      help="stop trials whose intermediate validation scores are poor (default: median)")
+    tune.add_argument("--study", default=None, help="study name (default: <method>_<dataset>)")
+    tune.add_argument("--storage", default=None, help="journal file or database URL, e.g. sqlite:///study.db or "
+                                                      "postgresql://user@host/db (default: <out>/study.journal)")
+    tune.add_argument("--jobs", type=int, default=1, help="trials run at once, in separate processes")
+    tune.add_argument("--out", default=None, help="study folder (default: runs/tune_<method>_<dataset>)")
+    tune.add_argument("--metric", default=None, choices=("accuracy", "t1", "h"),
+                      help="what a trial maximises: accuracy (few-shot), t1 (default) or h (zero-shot)")
+    tune.add_argument("--semantics", default=None, choices=("attributes", "text"),
+                      help="zero-shot class semantics (default: attributes)")
+    tune.add_argument("--split", default=None, help="few-shot dataset split scheme")
+    tune.add_argument("--checkpoint", default=None, help="pretrained backbone of a transfer learner (default: the "
+                                                         "packaged one)")
+    tune.add_argument("--episodes", type=int, default=None, help="validation episodes per trial of a transfer "
+                                                                "learner (default: the config's val_episodes)")
+
     plot = sub.add_parser("plot", help="draw the learning curves of one or more runs into a PNG")
     plot.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders holding metrics.jsonl")
     plot.add_argument("--out", default="curves.png", help="PNG to write (default: curves.png)")

@@ -59,3 +59,24 @@ def calibration_split(data: ZeroShotData, seed: int = 0, holdout: float = 0.2) -
     return CalibrationSplit(fit_idx=torch.cat(fit).sort().values,
                             eval_idx=torch.cat(held + [val_items]).sort().values,
                             seen_classes=rest, unseen_classes=val)
+
+
+def validation_problem(data: ZeroShotData, seed: int = 0) -> ZeroShotData:
+    """A zero-shot problem made of training items only, on which hyper-parameters are chosen: the validation
+    classes play the unseen classes (``calibration_split``: the other seen classes are fitted on, a held-out fifth of
+    their items are the seen test items, the validation classes' items the unseen test items). Classes are
+    renumbered: pseudo-seen first, then pseudo-unseen. No test item of ``data`` is read."""
+    split = calibration_split(data, seed=seed)
+    classes = torch.cat([split.seen_classes, split.unseen_classes]).long()
+    table = torch.full((len(data.class_names),), -1, dtype=torch.long)
+    table[classes] = torch.arange(classes.numel())
+    labels = data.train_y.long().cpu()
+    held = split.eval_idx[torch.isin(labels[split.eval_idx], split.seen_classes)]
+    val = split.eval_idx[torch.isin(labels[split.eval_idx], split.unseen_classes)]
+    n_seen = split.seen_classes.numel()
+    return ZeroShotData(
+        semantics=data.semantics[classes], class_names=[data.class_names[c] for c in classes.tolist()],
+        seen_classes=torch.arange(n_seen), unseen_classes=torch.arange(n_seen, classes.numel()),
+        train_x=data.train_x[split.fit_idx], train_y=table[labels[split.fit_idx]],
+        test_seen_x=data.train_x[held], test_seen_y=table[labels[held]],
+        test_unseen_x=data.train_x[val], test_unseen_y=table[labels[val]], info={"validation": True})

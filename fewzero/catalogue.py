@@ -29,6 +29,7 @@ FEW_SHOT_LEARNERS = {
     "finetune": "fewzero.learners.finetune",
     "matching": "fewzero.learners.matching",
     "relation": "fewzero.learners.relation",
+    "ensemble": "fewzero.ensemble.fewshot",
 }
 ZERO_SHOT_LEARNERS = {name: f"fewzero.zsl.{name}" for name in
                       ("dap", "eszsl", "ale", "devise", "sje", "sae", "fclswgan", "cvae")}

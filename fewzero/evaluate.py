@@ -67,11 +67,21 @@ class FewShotReport:
     confusion: list[list[int]]
     per_class_accuracy: dict[str, float]
     records: list[dict] = field(repr=False)
+    members: dict[str, dict[str, float]] | None = None  # an ensemble's members: name -> accuracy, ci95
+    disagreement: list[list[float]] | None = None  # (M, M) % of test queries two members predict differently
 
     def __str__(self) -> str:
-        return (f"{self.n_way}-way {self.n_shot}-shot accuracy: {self.accuracy:.2f} +- {self.ci95:.2f} % "
+        text = (f"{self.n_way}-way {self.n_shot}-shot accuracy: {self.accuracy:.2f} +- {self.ci95:.2f} % "
                 f"(95% CI, N={self.n_episodes} episodes, {self.n_query} queries/class); "
                 f"macro F1 {100 * self.f1:.2f} %; {self.seconds:.1f} s")
+        if self.members:
+            names = list(self.members)
+            text += "\nmembers: " + ", ".join(f"{n} {m['accuracy']:.2f} +- {m['ci95']:.2f} %"
+                                                for n, m in self.members.items())
+            text += "\npairwise disagreement (% of test queries): " + ", ".join(
+                f"{names[i]}/{names[j]} {self.disagreement[i][j]:.1f}"
+                for i in range(len(names)) for j in range(i + 1, len(names)))
+        return text
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report with its per-episode records as JSON (atomically)."""
@@ -113,12 +123,79 @@ def embed_items(backbone: torch.nn.Module, dataset: Dataset, indices: torch.Tens
     return torch.cat(chunks)
 
 
+def _is_ensemble(learner) -> bool:
+    return hasattr(learner, "member_logits") and hasattr(learner, "combine") and hasattr(learner, "members")
+
+
+def _member_episodes(learner, dataset: Dataset, sampler: EpisodeSampler, device: torch.device, progress: bool,
+                     reuse_embeddings: bool):
+    """Yield ``(episode, member logits (M, n_query, n_way))`` of an ensemble on every episode of ``sampler``.
+
+    An ensemble's ``fit`` fits each member, so members are fitted one by one here: an ``EmbeddingLearner`` member
+    embeds each distinct item once (``reuse_embeddings``), the others see the items.
+    """
+    labels = getattr(dataset, "labels", None)
+    members = list(learner.members)
+    sources: dict[int, Dataset] = {}
+    if reuse_embeddings and labels is not None and any(isinstance(m, EmbeddingLearner) for m in members):
+        needed = torch.as_tensor(sorted({i for episode in sampler for i in episode}), dtype=torch.long)
+        position = torch.full((len(dataset),), -1, dtype=torch.long)
+        position[needed] = torch.arange(len(needed))
+        for i, member in enumerate(members):
+            if isinstance(member, EmbeddingLearner):
+                z = embed_items(member.backbone, dataset, needed, device, progress=progress)
+                sources[i] = _EmbeddedItems(z, position, torch.as_tensor(labels))
+    loaders = [DataLoader(sources.get(i, dataset), batch_sampler=sampler, collate_fn=sampler.collate)
+               for i in range(len(members))]
+    raw = next((k for k in range(len(members)) if k not in sources), 0)
+    for batches in zip(*(loaders[i] for i in range(len(members)))):
+        logits = []
+        for i, (member, episode) in enumerate(zip(members, batches)):
+            episode = episode.to(device)
+            if i in sources:
+                with torch.no_grad():
+                    logits.append(member.fit_embeddings(episode.support_x, episode.support_y).score_embeddings(
+                        episode.query_x))
+            else:
+                member.fit(episode.support_x, episode.support_y)
+                with torch.no_grad():
+                    logits.append(member(episode.query_x))
+        yield batches[raw].to(device), torch.stack([x.to(logits[0].dtype) for x in logits])
+
+
+def member_logits_on_episodes(learner, dataset: Dataset, sampler: EpisodeSampler, device: str | torch.device = "cpu",
+                              progress: bool = True, reuse_embeddings: bool = True
+                              ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """An ensemble's member logits on every episode of ``sampler`` (validation episodes, for fitting its combiner):
+    ([(M, n_query, n_way)], [(n_query,)] query labels), on the CPU."""
+    from tqdm import tqdm
+
+    was_training = learner.training
+    learner.eval()
+    scores, labels = [], []
+    try:
+        for episode, member in tqdm(_member_episodes(learner, dataset, sampler, torch.device(device), progress,
+                                                     reuse_embeddings),
+                                    total=len(sampler), desc="member scores", disable=not progress, leave=False):
+            scores.append(member.detach().float().cpu()), labels.append(episode.query_y.cpu())
+    finally:
+        learner.train(was_training)
+    return scores, labels
+
+
+def disagreement_matrix(predictions: torch.Tensor) -> torch.Tensor:
+    """(M, n) predicted labels -> (M, M) counts of items on which members i and j predict differently."""
+    return (predictions.unsqueeze(1) != predictions.unsqueeze(0)).sum(2)
+
+
 def evaluate(learner: Learner, dataset: Dataset, sampler: EpisodeSampler, device: str | torch.device = "cpu",
              progress: bool = True, reuse_embeddings: bool = True) -> FewShotReport:
     """Run ``learner`` on every episode of ``sampler`` and summarise.
 
     The learner is put in eval mode (and restored afterwards). For an ``EmbeddingLearner`` each distinct item is
-    embedded once (``reuse_embeddings``), which gives the same logits as embedding per episode.
+    embedded once (``reuse_embeddings``), which gives the same logits as embedding per episode. For an ensemble
+    (``member_logits``, ``combine`` and ``members``) the report also holds each member's accuracy and the members'
+    pairwise disagreement on these episodes.
     """
     from tqdm import tqdm
 
@@ -128,6 +205,7 @@ def evaluate(learner: Learner, dataset: Dataset, sampler: EpisodeSampler, device
     started = time.perf_counter()
     labels = getattr(dataset, "labels", None)
     class_names = getattr(dataset, "class_names", None)
+    ensemble = _is_ensemble(learner)
     use_cache = reuse_embeddings and isinstance(learner, EmbeddingLearner) and labels is not None
     if use_cache:
         needed = torch.as_tensor(sorted({i for episode in sampler for i in episode}), dtype=torch.long)
@@ -135,19 +213,30 @@ def evaluate(learner: Learner, dataset: Dataset, sampler: EpisodeSampler, device
         position[needed] = torch.arange(len(needed))
         z = embed_items(learner.backbone, dataset, needed, device, progress=progress)
         dataset = _EmbeddedItems(z, position, torch.as_tensor(labels))
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=sampler.collate)
+    loader = (_member_episodes(learner, dataset, sampler, device, progress, reuse_embeddings) if ensemble
+              else DataLoader(dataset, batch_sampler=sampler, collate_fn=sampler.collate))
     n_way = sampler.n_way
+    member_accuracies, differ, n_queries = [], 0, 0
     confusion_total = torch.zeros(n_way, n_way, dtype=torch.long)
     correct_by_class: dict[int, list[int]] = {}
     accuracies, precisions, recalls, f1s, records = [], [], [], [], []
     try:
-        for index, episode in enumerate(tqdm(loader, desc="evaluating", disable=not progress, leave=False)):
-            episode = episode.to(device)
-            if use_cache:
+        for index, episode in enumerate(tqdm(loader, desc="evaluating", disable=not progress, leave=False,
+                                             total=len(sampler))):
+            if ensemble:
+                episode, member_logits = episode
+                with torch.no_grad():
+                    logits = learner.combine(member_logits)
+                member_pred = member_logits.argmax(2).cpu()
+                member_accuracies.append((100.0 * (member_pred == episode.query_y.cpu()).double().mean(1)).tolist())
+                differ, n_queries = differ + disagreement_matrix(member_pred), n_queries + member_pred.shape[1]
+            elif use_cache:
+                episode = episode.to(device)
                 with torch.no_grad():
                     logits = learner.fit_embeddings(episode.support_x, episode.support_y).score_embeddings(
                         episode.query_x)
             else:
+                episode = episode.to(device)
                 learner.fit(episode.support_x, episode.support_y)
                 with torch.no_grad():
                     logits = learner(episode.query_x)
@@ -172,8 +261,16 @@ def evaluate(learner: Learner, dataset: Dataset, sampler: EpisodeSampler, device
     mean, ci = mean_confidence_interval(accuracies)
     per_class = {str(class_names[c]) if class_names else str(c): 100.0 * hit / total
                  for c, (hit, total) in sorted(correct_by_class.items())}
+    members = disagreement = None
+    if ensemble:
+        members = {name: dict(zip(("accuracy", "ci95"), mean_confidence_interval(column)))
+                   for name, column in zip(getattr(learner, "names", None) or range(len(learner.members)),
+                                                zip(*member_accuracies))}
+        disagreement = (100.0 * differ.double() / n_queries).tolist()
+        for record, member_accuracy in zip(records, member_accuracies):
+            record["members"] = member_accuracy
     return FewShotReport(
         accuracy=mean, ci95=ci, n_episodes=len(accuracies), n_way=n_way, n_shot=sampler.n_shot,
         n_query=sampler.n_query, precision=float(np.mean(precisions)), recall=float(np.mean(recalls)),
         f1=float(np.mean(f1s)), seconds=time.perf_counter() - started, confusion=confusion_total.tolist(),
-        per_class_accuracy=per_class, records=records)
+        per_class_accuracy=per_class, records=records, members=members, disagreement=disagreement)

@@ -177,6 +177,8 @@ class ZeroShotReport:
     curve: list[list[float]] = field(default_factory=list, repr=False)
     curve_png: str | None = None
     info: dict = field(default_factory=dict)
+    members: dict[str, float] | None = None  # an ensemble's members: name -> T1
+    disagreement: list[list[float]] | None = None  # (M, M) % of unseen test items two members predict differently
 
     def __str__(self) -> str:
         return (f"T1 {self.t1:.2f} % | GZSL u {self.u:.2f} s {self.s:.2f} H {self.h:.2f} | calibrated "
@@ -262,6 +264,7 @@ def evaluate_zero_shot(learner: ZeroShotLearner, data: ZeroShotData, seed: int =
     cu, cs, ch = generalized_accuracy(scores, labels, seen, unseen, gamma)
     _, curve_u, curve_s = seen_unseen_curve(scores, labels, seen, unseen)
     ausuc = area_under_curve(curve_u, curve_s)
+    members, disagreement = _members_t1(learner, data) if hasattr(learner, "member_scores") else (None, None)
     keep = np.unique(np.linspace(0, curve_u.size - 1, min(curve_u.size, MAX_CURVE_POINTS)).round().astype(int))
     png = None
     if curve_path is not None:
@@ -273,4 +276,17 @@ def evaluate_zero_shot(learner: ZeroShotLearner, data: ZeroShotData, seed: int =
         n_unseen=unseen.numel(), n_test_seen=data.test_seen_y.numel(), n_test_unseen=data.test_unseen_y.numel(),
         calibration=how, per_class_t1=per_class,
         curve=[[float(curve_u[i]), float(curve_s[i])] for i in keep], curve_png=png,
-        info={"learner": type(learner).__name__, **data.info})
+        info={"learner": type(learner).__name__, **data.info}, members=members, disagreement=disagreement)
+
+
+@torch.no_grad()
+def _members_t1(learner, data: ZeroShotData) -> tuple[dict[str, float], list[list[float]]]:
+    """An ensemble's members on the unseen test items among the unseen classes: (name -> T1, (M, M) % of items on
+    which two members' predictions differ)."""
+    unseen = data.unseen_classes.long().cpu()
+    scores = learner.member_scores(data.test_unseen_x, data.semantics[unseen]).cpu()  # (M, n, n_unseen)
+    pred = unseen[scores.argmax(2)]
+    truth = data.test_unseen_y.cpu()
+    t1 = {name: per_class_accuracy(p, truth, unseen) for name, p in zip(learner.names, pred)}
+    differ = (pred.unsqueeze(1) != pred.unsqueeze(0)).double().mean(2)
+    return t1, (100.0 * differ).tolist()

@@ -21,7 +21,7 @@ LAYERS = [
     ("learners", "zsl", "transfer", "adapt", "multitask", "ensemble"),
     ("evaluate", "evaluate_zsl"),
     ("config", "config_checks", "checkpoint", "pretrained", "runlog", "run_folder", "plot"),
-    ("run_setup", "train", "pretrain", "tune"),
+    ("run_setup", "train", "pretrain", "tune", "ensemble_setup"),
     ("cli", "catalogue", "__init__", "__main__"),
 ]
 LAYER_OF = {name: depth for depth, names in enumerate(LAYERS) for name in names}

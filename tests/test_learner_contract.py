@@ -13,8 +13,12 @@ from fewzero.sampling import EpisodeSampler
 METHODS = LEARNERS.available()
 
 
+# the ensemble needs members: two tiny learners of different kinds, built on copies of the config's backbone
+OVERRIDES = {"ensemble": {"learner.members": [{"method": "protonet"}, {"method": "matching"}]}}
+
+
 def make_learner(method: str, seed: int = 0):
-    config = load_config(method, "omniglot")
+    config = load_config(method, "omniglot", overrides=OVERRIDES.get(method))
     torch.manual_seed(seed)
     return build_learner(config), config.test_way
 

@@ -5,22 +5,17 @@ import argparse
 from pathlib import Path
 
 from fewzero.catalogue import method_kind
+from fewzero.cli.eval_flags import overrides_of as _overrides
+from fewzero.cli.eval_flags import refuse_foreign_flags
 from fewzero.cli.outputs import check_writable_file
-from fewzero.cli.parser import EVAL_FLAGS_BY_KIND, flag_name
 from fewzero.errors import FewzeroError
 
 
-def refuse_foreign_flags(args: argparse.Namespace, kind: str) -> None:
-    """A flag that only another kind of method takes is an error that names the flags this kind takes."""
-    foreign = [flag_name(dest) for other, dests in EVAL_FLAGS_BY_KIND.items() if other != kind
-               for dest in dests if getattr(args, dest, None) is not None]
-    if foreign:
-        own = ", ".join(flag_name(dest) for dest in EVAL_FLAGS_BY_KIND[kind]) or "none"
-        raise FewzeroError(f"{', '.join(foreign)} does not apply to {args.method} (a {kind} method): drop it; "
-                           f"the {kind} flags are {own}")
-
-
 def cmd_eval(args: argparse.Namespace) -> None:
+    if args.method == "ensemble":  # its kind is its members': read from its config
+        from fewzero.cli.ensemble import eval_ensemble
+
+        return eval_ensemble(args)
     kind = method_kind(args.method)
     refuse_foreign_flags(args, kind)
     if args.records:
@@ -31,14 +26,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
         eval_from_args(args)
     else:
         eval_few_shot(args)
-
-
-def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> tuple[dict, dict]:
-    """(overrides, origins) of ``--set`` and of the flags in ``mapping`` (argparse dest -> config key)."""
-    from fewzero.config import command_line_overrides
-
-    return command_line_overrides(args.set, {flag_name(dest): (key, getattr(args, dest, None))
-                                             for dest, key in mapping.items()})
 
 
 def _checkpoint_for(args: argparse.Namespace, config, set_values: tuple[dict, dict]) -> Path:

@@ -43,6 +43,10 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int | 
     from fewzero.distributed import check_divisible, choose_backend
     from fewzero.train import train
 
+    if args.method == "ensemble":
+        raise FewzeroError("an ensemble is not trained: it combines trained members. Train each member (fewzero "
+                           "train, or fewzero pretrain for transfer learners), list them in a config and run "
+                           "`fewzero eval --method ensemble --config FILE`")
     if method_kind(args.method) == "zero-shot":
         raise FewzeroError(f"{args.method} is a zero-shot method: it is fitted by `fewzero eval --method "
                            f"{args.method}`, not trained with `fewzero train`")

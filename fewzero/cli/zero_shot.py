@@ -46,13 +46,24 @@ def run_zero_shot_eval(method: str, dataset: str, semantics: str, data_root: str
     report = evaluate_zero_shot(learner, data, seed=seed, curve_path=curve_path)
     report.info.update(method=method, dataset=dataset, semantics_kind=semantics, seed=seed,
                        learner_args={k: v for k, v in learner_args.items() if v is not None})
+    print_report(method, dataset, semantics, report, curve_path)
+    return report
+
+
+def print_report(method: str, dataset: str, semantics: str, report: ZeroShotReport, curve_path: str | None) -> None:
+    """T1, u, s, H, calibrated u, s, H and AUSUC (and an ensemble's members) on standard output."""
     print(f"{method} on {dataset} ({semantics} semantics; {report.n_seen} seen, {report.n_unseen} unseen classes)")
     print(f"zero-shot  T1 {report.t1:6.2f} %")
     print(f"generalized    u {report.u:6.2f}  s {report.s:6.2f}  H {report.h:6.2f}")
     print(f"calibrated     u {report.calibrated_u:6.2f}  s {report.calibrated_s:6.2f}  H {report.calibrated_h:6.2f}"
           f"  (gamma {report.gamma:.4g}, chosen on training items only)")
     print(f"AUSUC {report.ausuc:.4f}; {report.seconds:.1f} s" + (f"; curve {curve_path}" if curve_path else ""))
-    return report
+    if report.members:
+        print("members' T1: " + ", ".join(f"{name} {t1:.2f}" for name, t1 in report.members.items()))
+        names = list(report.members)
+        print("pairwise disagreement (% of unseen test items, among unseen classes): " + ", ".join(
+            f"{names[i]}/{names[j]} {report.disagreement[i][j]:.1f}"
+            for i in range(len(names)) for j in range(i + 1, len(names))))
 
 
 def eval_from_args(args: argparse.Namespace) -> ZeroShotReport:

@@ -1,0 +1,206 @@
+"""Ensembles of trained learners vs their best member: ``paper_results/ensembles.{md,json}``.
+
+    python benchmarks/ensembles.py                        # both parts (resumable: finished parts are cached)
+    python benchmarks/ensembles.py --part omniglot        # or cub50
+    python benchmarks/ensembles.py --quick --out /tmp/e   # a smoke run with few episodes
+
+Omniglot 20-way 1-shot (Vinyals split): the packaged learners (fewzero/pretrained) are the members. Everything an
+ensemble chooses -- member temperatures, ``mean_prob`` weights (and so which members it keeps: a weight of 0 drops
+one), the stacker -- is fitted on validation episodes of the validation characters (seed 1); the ensembles are then
+scored once on the 1000 fixed test episodes of every other Omniglot table (test seed 0, 15 queries per class).
+
+CUB-50 zero-shot (attributes): the zero-shot learners with the hyper-parameters chosen on validation classes in
+``paper_results/zsl_cub50.json``; the ensemble fits its combiner on seen classes held out as pseudo-unseen
+(``fewzero.ensemble.ZeroShotEnsemble``), never on test items or unseen classes. Every reported number comes from
+the shared evaluators (``fewzero.evaluate.evaluate``, ``fewzero.evaluate_zsl.evaluate_zero_shot``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import ROOT, provenance  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+
+# members and their test-time settings, each chosen on validation where it has any (see the sources)
+OMNIGLOT_MEMBERS = ("protonet", "matching", "relation", "simpleshot", "logreg", "maml", "fomaml", "anil")
+TRANSFER_SOURCE = "paper_results/omniglot_transfer.json"  # simpleshot / logreg settings chosen on validation
+ANIL_TEST_INNER_LR = 0.05  # paper_results/omniglot_maml.md: chosen on 200 validation episodes
+MAX_SECONDS_PER_EPISODE = 1.0  # a member slower than this (measured on validation episodes) is left out
+ZSL_MEMBERS = ("dap", "eszsl", "ale", "devise", "sje", "sae", "cvae", "fclswgan")
+TARGETS = {"omniglot": 0.5, "cub50": 2.0}
+
+
+class Cache:
+    """Finished parts in a JSON file: a killed run continues where it stopped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.values = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get_or_run(self, key: str, run):
+        if key not in self.values:
+            from fewzero.atomic import write_json
+
+            self.values[key] = run()
+            write_json(self.path, self.values)
+        return self.values[key]
+
+
+def few_shot_summary(report) -> dict:
+    return {"accuracy": report.accuracy, "ci95": report.ci95, "episodes": report.n_episodes,
+            "seconds": round(report.seconds, 1), "members": report.members, "disagreement": report.disagreement}
+
+
+def omniglot_settings() -> dict[str, dict]:
+    chosen = json.loads((ROOT / TRANSFER_SOURCE).read_text())["results"]
+    return {"simpleshot": chosen["simpleshot"]["20w1s"]["settings"], "logreg": chosen["logreg"]["20w1s"]["settings"],
+            "anil": {"test_inner_lr": ANIL_TEST_INNER_LR}}
+
+
+def run_omniglot(args, cache: Cache) -> dict:
+    import torch
+
+    from fewzero.config import load_config
+    from fewzero.ensemble import Ensemble
+    from fewzero.ensemble_setup import load_member, validation_seed
+    from fewzero.evaluate import evaluate, member_logits_on_episodes
+    from fewzero.train import episode_sampler, load_split
+
+    val_episodes, test_episodes = (4, 4) if args.quick else (args.val_episodes, 1000)
+    settings = omniglot_settings()
+    specs = [{"method": m, **({"settings": settings[m]} if m in settings else {})} for m in OMNIGLOT_MEMBERS]
+    config = load_config("ensemble", "omniglot", overrides={
+        "test_way": 20, "test_shot": 1, "test_query": 15, "test_episodes": test_episodes, "test_seed": 0,
+        "val_episodes": val_episodes, "learner.members": specs})
+    members = {spec["method"]: load_member(spec, i, config) for i, spec in enumerate(specs, 1)}
+    val_set = load_split(config, config.val_subset, progress=False)
+    test_set = load_split(config, config.test_subset, progress=False)
+
+    # 1. speed on 3 validation episodes decides which members the 2-core budget allows
+    def timing(name):
+        learner = members[name][0]
+        sampler = episode_sampler(val_set, config, 3, validation_seed(config) + 1000)
+        started = time.perf_counter()
+        member_logits_on_episodes(Ensemble(members=[learner]), val_set, sampler, progress=False)
+        return (time.perf_counter() - started) / 3
+    seconds = {name: cache.get_or_run(f"omniglot/seconds/{name}", lambda name=name: timing(name))
+               for name in members}
+    usable = [n for n in members if seconds[n] <= MAX_SECONDS_PER_EPISODE]
+
+    # 2. member scores on the validation episodes (cached as a tensor file beside the cache)
+    val_path = cache.path.with_name(f"omniglot_val_{'_'.join(usable)}_{val_episodes}.pt")
+    if val_path.is_file():
+        val = torch.load(val_path, weights_only=True)
+    else:
+        sampler = episode_sampler(val_set, config, config.val_episodes, validation_seed(config))
+        scores, labels = member_logits_on_episodes(Ensemble(members=[members[n][0] for n in usable], names=usable),
+                                                   val_set, sampler, progress=not args.quiet)
+        val = {"scores": torch.stack(scores), "labels": torch.stack(labels)}
+        torch.save(val, val_path)
+    val_scores, val_labels = list(val["scores"]), list(val["labels"])
+    val_accuracy = {n: 100.0 * float((val["scores"][:, i].argmax(2) == val["labels"]).double().mean())
+                    for i, n in enumerate(usable)}
+
+    def ensemble(names, combine):
+        index = [usable.index(n) for n in names]
+        return Ensemble(members=[members[n][0] for n in names], names=list(names), combine=combine).fit_combiner(
+            [s[index] for s in val_scores], val_labels)
+
+    # 3. mean_prob over every usable member on validation; its zero weights drop members
+    full = ensemble(usable, "mean_prob")
+    weights = dict(zip(usable, full.combiner.weights_.tolist()))
+    kept = [n for n in usable if weights[n] > 0]
+    results = {"members": {n: {"seconds_per_episode": seconds[n], "val_accuracy": val_accuracy.get(n),
+                               "checkpoint": str(Path(members[n][2]).resolve().relative_to(ROOT))
+                               if Path(members[n][2]).resolve().is_relative_to(ROOT) else str(members[n][2]),
+                               "settings": settings.get(n, {}), "used": n in usable} for n in members},
+               "val_weights_all": weights, "kept": kept, "val_episodes": val_episodes, "test_episodes": test_episodes,
+               "val_seed": validation_seed(config), "test_seed": config.test_seed}
+    test_sampler = episode_sampler(test_set, config, config.test_episodes, config.test_seed)
+    for key, names, combine in (("stacking", usable, "stacking"), ("mean_prob", kept, "mean_prob")):
+        def run(names=names, combine=combine):
+            learner = ensemble(names, combine)
+            report = evaluate(learner, test_set, test_sampler, progress=not args.quiet)
+            return {**few_shot_summary(report), "names": list(names), "combiner": learner.describe(),
+                    "temperatures": learner.combiner.temperatures_.tolist(),
+                    "weights": learner.combiner.weights_.tolist() if combine == "mean_prob" else None,
+                    "coef": learner.combiner.coef_.tolist() if combine == "stacking" else None}
+        results[key] = cache.get_or_run(f"omniglot/{key}/{'_'.join(names)}/{val_episodes}/{test_episodes}", run)
+    return results
+
+
+def run_cub50(args, cache: Cache) -> dict:
+    import copy
+
+    from fewzero.ensemble import ZeroShotEnsemble
+    from fewzero.evaluate_zsl import evaluate_zero_shot
+    from fewzero.registry import ZERO_SHOT
+    from fewzero.zsl.loaders import load_zero_shot
+
+    chosen = json.loads((ROOT / "paper_results/zsl_cub50.json").read_text())["results"]["attributes"]
+    params = {m: chosen[m]["params"] for m in ZSL_MEMBERS if m in chosen}
+    names = [m for m in ZSL_MEMBERS if m in params]
+    options = {"image_size": 32, "epochs": 1} if args.quick else {}
+    data = load_zero_shot("cub50", semantics="attributes", progress=not args.quiet, **options)
+
+    def build(name):
+        parameters = ZERO_SHOT.parameters(name)
+        extra = {k: v for k, v in {"seed": 0, "progress": False}.items() if k in parameters}
+        return ZERO_SHOT.create(name, **{**extra, **params[name]})
+
+    def summary(report) -> dict:
+        return {k: getattr(report, k) for k in ("t1", "u", "s", "h", "calibrated_u", "calibrated_s", "calibrated_h",
+                                                 "gamma", "ausuc", "seconds", "members", "disagreement")}
+    tag = "quick" if args.quick else "full"
+    singles = {n: cache.get_or_run(f"cub50/{tag}/single/{n}", lambda n=n: summary(
+        evaluate_zero_shot(build(n), data, seed=0))) for n in names}
+    results = {"params": params, "singles": singles, "data": {k: v for k, v in data.info.items()
+                                                               if isinstance(v, (str, int, float, bool))}}
+    for combine in ("mean_prob", "stacking"):
+        def run(combine=combine):
+            learner = ZeroShotEnsemble([build(n) for n in names], names=names, combine=combine, seed=0)
+            report = evaluate_zero_shot(learner, data, seed=0)
+            fitted = copy.deepcopy(learner.combiner)
+            return {**summary(report), "combiner": learner.describe(),
+                    "held_out_classes": [data.class_names[c] for c in
+                                         data.seen_classes[learner.held_out_classes_].tolist()],
+                    "weights": fitted.weights_.tolist() if combine == "mean_prob" else None,
+                    "coef": fitted.coef_.tolist() if combine == "stacking" else None}
+        results[combine] = cache.get_or_run(f"cub50/{tag}/{combine}/{'_'.join(names)}", run)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "paper_results")
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "ensembles" / "parts.json")
+    parser.add_argument("--part", choices=("omniglot", "cub50", "both"), default="both")
+    parser.add_argument("--val-episodes", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="4 episodes, tiny CUB features; results not final")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--note", default="", help="conditions worth recording (e.g. other jobs on the machine)")
+    args = parser.parse_args()
+
+    from ensembles_table import write_table
+
+    args.cache.parent.mkdir(parents=True, exist_ok=True)
+    cache = Cache(args.cache)
+    started = provenance()
+    results = {}
+    if args.part in ("omniglot", "both"):
+        results["omniglot"] = run_omniglot(args, cache)
+    if args.part in ("cub50", "both"):
+        results["cub50"] = run_cub50(args, cache)
+    write_table(args.out, results, {**started, "finished": provenance()["date"], "note": args.note,
+                                    "quick": args.quick, "targets": TARGETS,
+                                    "max_seconds_per_episode": MAX_SECONDS_PER_EPISODE})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Render ``paper_results/ensembles.{md,json}`` from the results of ``benchmarks/ensembles.py``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PUBLISHED_OMNIGLOT = {  # the members' own papers, 20-way 1-shot Omniglot (no published ensemble on our protocol)
+    "protonet": ("96.0", "Snell et al., Prototypical Networks for Few-shot Learning, NeurIPS 2017, Table 1"),
+    "matching": ("93.8", "Vinyals et al., Matching Networks for One Shot Learning, NeurIPS 2016, Table 1"),
+    "relation": ("97.6", "Sung et al., Learning to Compare: Relation Network for Few-Shot Learning, CVPR 2018, "
+                         "Table 1"),
+    "maml": ("95.8", "Finn et al., Model-Agnostic Meta-Learning, ICML 2017, Table 1"),
+    "fomaml": ("89.4", "Finn et al., ICML 2017, Table 1 (first-order approximation)"),
+}
+PUBLISHED_ZSL = "Xian et al., Zero-Shot Learning - A Comprehensive Evaluation of the Good, the Bad and the Ugly, " \
+                "TPAMI 2018 (their protocol: all 200 CUB classes, ImageNet ResNet-101 features; see zsl_cub50.md)"
+
+
+def _pm(entry: dict) -> str:
+    return f"{entry['accuracy']:.2f} ± {entry['ci95']:.2f}"
+
+
+def _omniglot(r: dict) -> list[str]:
+    stacking, mean_prob = r["stacking"], r["mean_prob"]
+    members = stacking["members"]
+    best = max(members, key=lambda n: members[n]["accuracy"])
+    val_best = max((n for n in r["members"] if r["members"][n]["used"]), key=lambda n: r["members"][n]["val_accuracy"])
+    lines = ["## Omniglot 20-way 1-shot (Vinyals split)", "",
+             f"{r['test_episodes']} fixed test episodes (test seed {r['test_seed']}, 15 queries per class: the episodes "
+             f"of every other Omniglot table); the combiners are fitted on {r['val_episodes']} validation episodes of "
+             f"the validation characters (seed {r['val_seed']}). Accuracy in % with the 95 % CI over episodes.", "",
+             "| learner | members | test accuracy | vs best member | target (+0.5) |", "| --- | --- | --- | --- | --- |"]
+    for label, entry in (("mean_prob", mean_prob), ("stacking", stacking)):
+        gain = entry["accuracy"] - members[best]["accuracy"]
+        lines.append(f"| ensemble, {label} | {', '.join(entry['names'])} | **{_pm(entry)}** | {gain:+.2f} | "
+                     f"{'met' if gain >= 0.5 else 'not met'} |")
+    lines.append(f"| best member ({best}) | - | {_pm(members[best])} | - | - |")
+    lines += ["", "Members (each member's accuracy is computed by the evaluator on the same test episodes, inside the "
+                  "stacking run):", "",
+              "| member | test accuracy | validation accuracy | s / episode (3 val. episodes, incl. embedding) | mean_prob weight | "
+              "temperature | settings | checkpoint | published |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    weights = dict(zip(mean_prob["names"], mean_prob["weights"]))
+    temps = dict(zip(stacking["names"], stacking["temperatures"]))
+    for name, info in r["members"].items():
+        test = _pm(members[name]) if name in members else "not used"
+        published = PUBLISHED_OMNIGLOT.get(name, ("-", ""))[0]
+        val = f"{info['val_accuracy']:.2f}" if info.get("val_accuracy") is not None else "-"
+        lines.append(f"| {name} | {test} | {val} | {info['seconds_per_episode']:.2f} | "
+                     f"{weights.get(name, 0.0):.2f} | {temps.get(name, float('nan')):.3g} | "
+                     f"{json.dumps(info['settings']) if info['settings'] else 'defaults'} | {info['checkpoint']} | "
+                     f"{published} |")
+    names = stacking["names"]
+    lines += ["", "Pairwise disagreement on the test queries (% of queries on which two members predict different "
+                  "classes):", "", "| | " + " | ".join(names) + " |", "| --- " * (len(names) + 1) + "|"]
+    for i, name in enumerate(names):
+        lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in stacking["disagreement"][i]) + " |")
+    lines += ["", f"- mean_prob weights over all members, chosen on validation (simplex search on validation "
+                  f"accuracy, ties to log-likelihood): "
+                  + ", ".join(f"{n} {w:.2f}" for n, w in r["val_weights_all"].items())
+                  + f"; members with weight 0 are dropped, so the mean_prob ensemble keeps {', '.join(r['kept'])}.",
+              f"- stacking: {stacking['combiner']}.",
+              f"- the member that validation would pick alone: {val_best}; the best member on test: {best}.",
+              "- members slower than the per-episode budget on 2 cores would be left out (see s / episode); "
+              + ("none was." if all(i["used"] for i in r["members"].values()) else
+                 "left out: " + ", ".join(n for n, i in r["members"].items() if not i["used"]) + "."),
+              "- published: the members' own papers (different training budgets and backbones); no published "
+              "ensemble number exists on this protocol."]
+    for name, (_, source) in PUBLISHED_OMNIGLOT.items():
+        lines.append(f"  - {name}: {source}")
+    return lines
+
+
+def _cub(r: dict) -> list[str]:
+    singles = r["singles"]
+    best = max(singles, key=lambda n: singles[n]["t1"])
+    lines = ["## CUB-50 zero-shot (attributes)", "",
+             "Per-class mean top-1 in %: T1 among the 10 unseen classes; generalized u / s / H among all 50 classes; "
+             "cal. H with calibrated stacking (the factor chosen on training items only). The ensembles' combiners "
+             "are fitted on 20 % of the seen classes held out as pseudo-unseen (seed 0); members then refit on all "
+             "seen classes.", "",
+             "| learner | T1 | vs best single | target (+2) | u | s | H | cal. H | AUSUC |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for combine in ("mean_prob", "stacking"):
+        e = r[combine]
+        gain = e["t1"] - singles[best]["t1"]
+        lines.append(f"| ensemble, {combine} | **{e['t1']:.1f}** | {gain:+.1f} | {'met' if gain >= 2 else 'not met'} "
+                     f"| {e['u']:.1f} | {e['s']:.1f} | {e['h']:.1f} | {e['calibrated_h']:.1f} | {e['ausuc']:.3f} |")
+    for name, s in sorted(singles.items(), key=lambda kv: -kv[1]["t1"]):
+        lines.append(f"| {name}{' (best single)' if name == best else ''} | {s['t1']:.1f} | - | - | {s['u']:.1f} | "
+                     f"{s['s']:.1f} | {s['h']:.1f} | {s['calibrated_h']:.1f} | {s['ausuc']:.3f} |")
+    st = r["stacking"]
+    names = list(st["members"])
+    lines += ["", f"- member hyper-parameters (chosen on validation classes in zsl_cub50.json): "
+                  + "; ".join(f"{n} {json.dumps(p)}" for n, p in r["params"].items()),
+              f"- mean_prob: {r['mean_prob']['combiner']}.", f"- stacking: {st['combiner']}.",
+              f"- held-out (pseudo-unseen) seen classes the combiners were fitted on: "
+              f"{', '.join(st['held_out_classes'])}.",
+              "", "Pairwise disagreement on the unseen test items (% of items, among the unseen classes):", "",
+              "| | " + " | ".join(names) + " |", "| --- " * (len(names) + 1) + "|"]
+    for i, name in enumerate(names):
+        lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in st["disagreement"][i]) + " |")
+    lines += ["", f"Published: no ensemble number exists on this protocol. The members' published numbers on the full "
+                  f"CUB ({PUBLISHED_ZSL}) are in zsl_cub50.md."]
+    return lines
+
+
+def write_table(out: Path, results: dict, meta: dict) -> None:
+    from fewzero.atomic import write_json, write_text
+
+    json_path = out / "ensembles.json"
+    if json_path.is_file() and not meta.get("quick"):  # a run of one part keeps the other part's results
+        previous = json.loads(json_path.read_text())
+        results = {**previous.get("results", {}), **results}
+        meta = {**meta, "previous_runs": previous.get("provenance", {}).get("previous_runs", [])
+                + [previous.get("provenance", {})]}
+    write_json(json_path, {"results": results, "provenance": meta})
+    lines = ["# Ensembles vs their best member", "",
+             "Produced by `benchmarks/ensembles.py` (every number from the shared evaluators; nothing tuned on test "
+             "data). Targets: Omniglot ensemble >= best member + 0.5 points; CUB-50 T1 >= best single + 2 points.", ""]
+    if "omniglot" in results:
+        lines += _omniglot(results["omniglot"]) + [""]
+    if "cub50" in results:
+        lines += _cub(results["cub50"]) + [""]
+    lines += ["## Provenance", ""] + [f"- {k}: {meta[k]}" for k in ("command", "commit", "date", "finished",
+                                                                      "machine", "load_average", "note") if meta.get(k)]
+    write_text(out / "ensembles.md", "\n".join(lines) + "\n")

@@ -145,13 +145,15 @@ def _member_episodes(learner, dataset: Dataset, sampler: EpisodeSampler, device:
             if isinstance(member, EmbeddingLearner):
                 z = embed_items(member.backbone, dataset, needed, device, progress=progress)
                 sources[i] = _EmbeddedItems(z, position, torch.as_tensor(labels))
-    loaders = [DataLoader(sources.get(i, dataset), batch_sampler=sampler, collate_fn=sampler.collate)
-               for i in range(len(members))]
-    raw = next((k for k in range(len(members)) if k not in sources), 0)
-    for batches in zip(*(loaders[i] for i in range(len(members)))):
+    keys = [i if i in sources else "raw" for i in range(len(members))]  # members that see items share a loader
+    distinct = list(dict.fromkeys(keys))
+    loaders = [DataLoader(sources.get(k, dataset), batch_sampler=sampler, collate_fn=sampler.collate)
+               for k in distinct]
+    for batches in zip(*loaders):
+        episodes = {k: episode.to(device) for k, episode in zip(distinct, batches)}
         logits = []
-        for i, (member, episode) in enumerate(zip(members, batches)):
-            episode = episode.to(device)
+        for i, member in enumerate(members):
+            episode = episodes[keys[i]]
             if i in sources:
                 with torch.no_grad():
                     logits.append(member.fit_embeddings(episode.support_x, episode.support_y).score_embeddings(
@@ -160,7 +162,7 @@ def _member_episodes(learner, dataset: Dataset, sampler: EpisodeSampler, device:
                 member.fit(episode.support_x, episode.support_y)
                 with torch.no_grad():
                     logits.append(member(episode.query_x))
-        yield batches[raw].to(device), torch.stack([x.to(logits[0].dtype) for x in logits])
+        yield episodes[keys[0]], torch.stack([x.to(logits[0].dtype) for x in logits])
 
 
 def member_logits_on_episodes(learner, dataset: Dataset, sampler: EpisodeSampler, device: str | torch.device = "cpu",

@@ -286,3 +286,11 @@ def test_eval_zero_shot_ensemble_end_to_end(capfd, tmp_path, monkeypatch):
     assert "zero-shot  T1" in out and "members' T1: eszsl" in out and "stacking coefficients" in out
     fails(capfd, tmp_path, ["eval", "--method", "ensemble", "--config", config, "--way", "5"],
           "--way does not apply")
+
+
+def test_list_shows_the_ensemble_and_its_configs(capfd):
+    assert main(["list"]) == 0
+    out = capfd.readouterr().out
+    few_shot = next(line for line in out.splitlines() if line.startswith("few-shot methods:"))
+    assert "ensemble" in few_shot
+    assert "ensemble_omniglot_20way" in out and "ensemble_cub50" in out

@@ -104,7 +104,9 @@ def make_sampler(settings: StudySettings, space: SearchSpace):
         return optuna.samplers.CmaEsSampler(seed=settings.seed, warn_independent_sampling=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True)
+        # Optuna's default of 10 random start-up trials would leave little to TPE in a study of 20 trials
+        startup = max(3, min(10, settings.trials // 5))
+        return optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, n_startup_trials=startup)
 
 
 def make_pruner(settings: StudySettings):

@@ -1,0 +1,223 @@
+"""Grid vs TPE vs random search with ``fewzero tune``, and pruning on vs off: ``paper_results/tuning.{md,json,png}``.
+
+    python benchmarks/tuning.py                  # resumable: every study keeps its trials in runs/tuning/
+    python benchmarks/tuning.py --quick --out /tmp/t --runs /tmp/t/runs   # a smoke run (tiny budgets)
+
+Search: for each learner the study searches the space it ships (``configs/spaces/<name>.yaml``): once over its
+whole grid, and with TPE and random search given as many trials as the grid has points (3 seeds each). Reported:
+the best validation score each reaches, the trials TPE and random need to reach the grid's best validation score,
+and the test score of each study's best configuration (scored once, after the studies; nothing is chosen on it).
+Zero-shot learners are scored on CUB-50's validation classes (T1), logistic regression on Omniglot validation
+episodes (5-way 1-shot).
+
+Pruning: ProtoNet training trials on Omniglot (the space's short budget, validation every 50 episodes), the same
+TPE seed with the median pruner, with Hyperband, and with no pruner: wall time and best validation accuracy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from provenance import ROOT, provenance
+
+sys.path.insert(0, str(ROOT))
+
+ZERO_SHOT = ("dap", "eszsl", "sae", "ale", "devise", "sje")
+FEW_SHOT = ("logreg",)
+SEEDS = (0, 1, 2)
+PRUNING_TRIALS = 16
+PRUNERS = ("none", "median", "hyperband")
+TEST_EPISODES = 1000
+
+
+def run_study(name: str, kind: str, sampler: str, seed: int, trials: int, out: Path, objective, pruner="none",
+              space=None) -> dict:
+    """Run (or resume) one study; its trials in order of number: ``[{"number", "state", "value", "params",
+    "seconds"}]`` and the wall time of the invocation that finished it."""
+    from fewzero.cli.tuning import default_space
+    from fewzero.tune import StudySettings, load_space, tune
+    from fewzero.tune.study import load_study
+
+    space = space or load_space(default_space(name))
+    settings = StudySettings(name=name, out=out, trials=trials, sampler=sampler, pruner=pruner, seed=seed)
+    done = out / "summary.json"
+    summary = json.loads(done.read_text()) if done.is_file() else None
+    if summary is None or summary["trials_counted"] < min(trials, len(space.grid_points()) if sampler == "grid"
+                                                          else trials):
+        summary = tune(None, space, settings, objective=objective, progress=False)
+    study = load_study(settings, space)
+    rows = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+             "seconds": (t.datetime_complete - t.datetime_start).total_seconds()}
+            for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")]
+    return {"trials": rows, "wall_seconds": summary["wall_seconds"], "best": summary["best"]}
+
+
+def best_so_far(values: list[float | None]) -> list[float]:
+    out, best = [], float("-inf")
+    for value in values:
+        best = max(best, value if value is not None else float("-inf"))
+        out.append(best)
+    return out
+
+
+def trials_to_reach(values: list[float | None], target: float) -> int | None:
+    """1-based trial count at which the best-so-far first reaches ``target`` (None: never)."""
+    for index, best in enumerate(best_so_far(values)):
+        if best >= target - 1e-9:
+            return index + 1
+    return None
+
+
+def test_score(kind: str, name: str, params: dict, data, cache: dict, quick: bool) -> float:
+    """The test score of a configuration: zero-shot T1 on the unseen test classes, or few-shot test accuracy."""
+    key = json.dumps([name, params], sort_keys=True)
+    if key not in cache:
+        if kind == "zero-shot":
+            from fewzero.evaluate_zsl import evaluate_zero_shot
+            from fewzero.registry import ZERO_SHOT as REGISTRY
+
+            args = {"seed": 0} if "seed" in REGISTRY.parameters(name) else {}
+            report = evaluate_zero_shot(REGISTRY.create(name, **args, **params), data, seed=0, calibrate=False)
+            cache[key] = report.t1
+        else:
+            from fewzero.checkpoint import learner_from_checkpoint
+            from fewzero.config import load_config
+            from fewzero.evaluate import evaluate
+            from fewzero.pretrained import default_checkpoint
+            from fewzero.train import episode_sampler, load_split
+
+            config = load_config(name, "omniglot", overrides=params)
+            learner = learner_from_checkpoint(default_checkpoint(config), method=name,
+                                              learner_settings=config.learner)[0]
+            test = load_split(config, config.test_subset, progress=False)
+            sampler = episode_sampler(test, config, 20 if quick else TEST_EPISODES, config.test_seed)
+            cache[key] = evaluate(learner, test, sampler, progress=False).accuracy
+    return cache[key]
+
+
+def search_comparison(kind: str, name: str, objective, data, runs: Path, seeds, cache: dict, quick: bool) -> dict:
+    from fewzero.cli.tuning import default_space
+    from fewzero.tune import load_space
+
+    space = load_space(default_space(name))
+    if quick:
+        space = type(space)(space.params[:1], space.budget, space.fixed, space.method, space.source)
+    size = len(space.grid_points())
+    grid = run_study(name, kind, "grid", 0, size, runs / name / "grid", objective, space=space)
+    grid_values = [t["value"] for t in grid["trials"]]
+    grid_best = max(v for v in grid_values if v is not None)
+    result = {"grid_points": size, "space": str(Path(space.source).relative_to(ROOT)) if Path(space.source).is_absolute()
+              else space.source, "grid": {"best_val": grid_best, "curve": best_so_far(grid_values),
+                                         "best_params": grid["best"]["params"], "seconds": grid["wall_seconds"]}}
+    for sampler in ("tpe", "random"):
+        per_seed = []
+        for seed in seeds:
+            study = run_study(name, kind, sampler, seed, size, runs / name / f"{sampler}_{seed}", objective,
+                              space=space)
+            values = [t["value"] for t in study["trials"]]
+            per_seed.append({"seed": seed, "best_val": max(v for v in values if v is not None),
+                             "reached_grid_best_at": trials_to_reach(values, grid_best), "curve": best_so_far(values),
+                             "best_params": study["best"]["params"], "seconds": study["wall_seconds"]})
+        reached = [s["reached_grid_best_at"] for s in per_seed]
+        result[sampler] = {
+            "seeds": per_seed, "median_best_val": statistics.median(s["best_val"] for s in per_seed),
+            # a seed that never reaches the grid's best counts as needing more than the budget
+            "median_trials_to_grid_best": statistics.median(r if r is not None else size + 1 for r in reached),
+            "reached_in_half": sum(1 for r in reached if r is not None and r <= size / 2)}
+    for sampler in ("grid", "tpe", "random"):
+        entries = [result["grid"]] if sampler == "grid" else result[sampler]["seeds"]
+        for entry in entries:
+            entry["test"] = test_score(kind, name, entry["best_params"], data, cache, quick)
+    result["tpe_half_budget"] = result["tpe"]["median_trials_to_grid_best"] <= size / 2
+    return result
+
+
+def pruning_comparison(runs: Path, quick: bool) -> dict:
+    from fewzero.tune import ObjectiveSpec, load_space
+
+    space = load_space(ROOT / "configs" / "spaces" / "protonet.yaml")
+    if quick:
+        space = type(space)(space.params, {**space.budget, "episodes": 20, "val_every": 10, "val_episodes": 5},
+                            space.fixed, space.method, space.source)
+    trials = 4 if quick else PRUNING_TRIALS
+    result = {}
+    for pruner in PRUNERS:
+        out = runs / "protonet_pruning" / pruner
+        spec = ObjectiveSpec("protonet", "few-shot", dataset="omniglot", out=str(out))
+        study = run_study("protonet", "few-shot", "tpe", 0, trials, out, spec.build(), pruner=pruner, space=space)
+        complete = [t for t in study["trials"] if t["state"] == "COMPLETE"]
+        best = max(complete, key=lambda t: t["value"])
+        result[pruner] = {"wall_seconds": study["wall_seconds"],
+                          "trial_seconds": round(sum(t["seconds"] for t in study["trials"]), 1),
+                          "best_val": best["value"], "best_params": best["params"], "best_number": best["number"],
+                          "states": {s: sum(1 for t in study["trials"] if t["state"] == s)
+                                     for s in ("COMPLETE", "PRUNED", "FAIL")}}
+    val_episodes = space.budget.get("val_episodes")
+    for pruner in PRUNERS[1:]:
+        entry = result[pruner]
+        entry["speedup"] = result["none"]["trial_seconds"] / max(entry["trial_seconds"], 1e-9)
+    result["val_episodes"] = val_episodes
+    result["budget"] = space.budget
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, one seed, nothing comparable")
+    parser.add_argument("--out", default=str(ROOT / "paper_results"))
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "tuning"), help="study folders (resumable)")
+    parser.add_argument("--learners", nargs="+", default=None, help="subset of the learners")
+    parser.add_argument("--no-pruning", action="store_true", help="skip the pruning comparison")
+    args = parser.parse_args(argv)
+    import torch
+
+    from fewzero.tune import ObjectiveSpec
+    from fewzero.zsl.loaders import load_zero_shot
+
+    torch.manual_seed(0)
+    out, runs = Path(args.out), Path(args.runs)
+    prov = provenance()
+    seeds = SEEDS[:1] if args.quick else SEEDS
+    cache_path = runs / "test_scores.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    results, started = {}, time.perf_counter()
+    zsl_data = None
+    for name in args.learners or (*ZERO_SHOT, *FEW_SHOT):
+        kind = "zero-shot" if name in ZERO_SHOT else "few-shot"
+        if kind == "zero-shot":
+            from fewzero.tune.objectives import ZeroShotObjective
+
+            zsl_data = zsl_data or load_zero_shot("cub50", semantics="attributes", progress=not args.quick,
+                                                  **({"epochs": 1, "image_size": 32} if args.quick else {}))
+            objective, data = ZeroShotObjective(name, zsl_data, dataset="cub50", semantics="attributes"), zsl_data
+        else:
+            overrides = {"val_episodes": 20 if args.quick else 200}
+            objective = ObjectiveSpec(name, kind, dataset="omniglot", overrides=overrides).build()
+            data = None
+        results[name] = {"kind": kind, **search_comparison(kind, name, objective, data, runs, seeds, cache,
+                                                           args.quick)}
+        from fewzero.atomic import write_json
+
+        write_json(cache_path, cache)
+        r = results[name]
+        print(f"{name}: grid best {r['grid']['best_val']:.2f} ({r['grid_points']} points); TPE median best "
+              f"{r['tpe']['median_best_val']:.2f}, median trials to the grid's best "
+              f"{r['tpe']['median_trials_to_grid_best']}; random {r['random']['median_trials_to_grid_best']}",
+              flush=True)
+    pruning = None if args.no_pruning else pruning_comparison(runs, args.quick)
+    report = {"provenance": prov, "seeds": list(seeds), "learners": results, "pruning": pruning,
+              "seconds": round(time.perf_counter() - started, 1),
+              "zero_shot_data": None if zsl_data is None else {k: v for k, v in zsl_data.info.items()
+                                                             if k in ("dataset", "backbone", "epochs", "features")}}
+    from tuning_report import write_report
+
+    write_report(report, out, quick=args.quick)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -23,14 +23,17 @@ def choose_test_inner_lr(learner, val_set, config, episodes: int) -> tuple[float
     from fewzero.evaluate import evaluate
     from fewzero.train import episode_sampler
 
+    from fewzero.tune.search import best_of, search, space_from_grid
+
     sampler = episode_sampler(val_set, config, episodes, VALIDATION_SEED)
     scores: dict[str, float] = {}
-    best_lr, best_accuracy = None, -1.0
-    for lr in lr_grid(learner.inner_lr):
-        learner.test_inner_lr = lr
-        accuracy = evaluate(learner, val_set, sampler, progress=False).accuracy
-        scores[f"{lr:g}"] = accuracy
-        if accuracy > best_accuracy:
-            best_lr, best_accuracy = lr, accuracy
-    learner.test_inner_lr = best_lr
-    return best_lr, scores
+
+    def objective(values: dict) -> float:
+        learner.test_inner_lr = values["test_inner_lr"]
+        scores[f"{values['test_inner_lr']:g}"] = evaluate(learner, val_set, sampler, progress=False).accuracy
+        return scores[f"{values['test_inner_lr']:g}"]
+
+    # fewzero.tune's grid search tries the step sizes largest first; ties keep the earlier (larger) one
+    best = best_of(search(space_from_grid({"test_inner_lr": lr_grid(learner.inner_lr)}), objective))
+    learner.test_inner_lr = best["values"]["test_inner_lr"]
+    return learner.test_inner_lr, scores

@@ -13,7 +13,6 @@ chosen on fixed *validation* episodes; the chosen ones are then scored once on t
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -42,11 +41,6 @@ PUBLISHED = {
     "relation": {"source": "Sung et al., Learning to Compare: Relation Network for Few-Shot Learning, CVPR 2018, "
                            "Table 1", "accuracy": {"5w1s": 99.6, "5w5s": 99.8, "20w1s": 97.6, "20w5s": 99.1}},
 }
-
-
-def grid(method: str) -> list[dict]:
-    keys = list(GRIDS.get(method, {}))
-    return [dict(zip(keys, values)) for values in itertools.product(*(GRIDS[method][k] for k in keys))]
 
 
 def build(method: str, settings: dict, checkpoints: dict[str, Path]):
@@ -102,6 +96,7 @@ def main() -> None:
 
     from fewzero.config import load_config
     from fewzero.train import load_split
+    from fewzero.tune.search import best_of, search, space_from_grid
     from omniglot_transfer_table import write_table
     from tqdm import tqdm
 
@@ -115,14 +110,22 @@ def main() -> None:
         budget = FINETUNE_EPISODES if method == "finetune" else EPISODES
         if args.quick:
             budget = {"val": 3, "test": 3}
-        candidates = grid(method)[:1] if args.quick else grid(method)
-        val = [(settings, score(method, settings, checkpoints, datasets, "val", way, shot, budget["val"], cache))
-               for settings in candidates] if len(candidates) > 1 else [(candidates[0], None)]
-        chosen, chosen_val = max(val, key=lambda item: item[1]["accuracy"] if item[1] else 0.0)
+        grid = {key: values[:1] if args.quick else values for key, values in GRIDS.get(method, {}).items()}
+        val = []  # (settings, validation result) of each grid point, chosen by fewzero.tune's grid search
+
+        def objective(settings: dict) -> float:
+            val.append((settings, score(method, settings, checkpoints, datasets, "val", way, shot, budget["val"],
+                                        cache)))
+            return val[-1][1]["accuracy"]
+
+        if grid and len(space_from_grid(grid).grid_points()) > 1:
+            chosen, chosen_val = val[best_of(search(space_from_grid(grid), objective))["grid_index"]]
+        else:  # one candidate: nothing to choose on validation
+            chosen, chosen_val = dict((k, v[0]) for k, v in grid.items()), None
         test = score(method, chosen, checkpoints, datasets, "test", way, shot, budget["test"], cache)
         results.setdefault(method, {})[f"{way}w{shot}s"] = {
             **test, "settings": chosen, "val_accuracy": chosen_val["accuracy"] if chosen_val else None,
-            "validation": [{"settings": s, "accuracy": v["accuracy"]} for s, v in val if v]}
+            "validation": [{"settings": s, "accuracy": v["accuracy"]} for s, v in val]}
     write_table(args.out, results, {"grids": GRIDS, "episodes": EPISODES, "finetune_episodes": FINETUNE_EPISODES,
                                     "checkpoints": {k: str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve()
                                                     .is_relative_to(ROOT) else str(v) for k, v in checkpoints.items()},

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from fewzero.atomic import write_json, write_text
+from fewzero.tune.search import search, space_from_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import ROOT, provenance  # noqa: E402
@@ -154,12 +155,16 @@ class Study:
             supports = {seed: labelled_indices(train.labels, n, seed) for seed in a.seeds}
             trials, fitted = [], {}
             val_data = episode_data(train, supports[a.seeds[0]], val, a.eval_per_class)
-            for steps, lr in itertools.product(sorted(a.steps), sorted(a.lrs)):  # ties keep the cheaper point
-                hp = {"lr": lr, "steps": steps}
-                key = folder / f"n{n}_seed{a.seeds[0]}_lr{lr:g}_steps{steps}_val.json"
+
+            def objective(hp: dict) -> float:
+                key = folder / f"n{n}_seed{a.seeds[0]}_lr{hp['lr']:g}_steps{hp['steps']}_val.json"
                 record, learner = self.result(key, lambda: self.learner(setting, hp, a.seeds[0]), val_data)
                 trials.append({**hp, "val_accuracy": record["accuracy"]})
-                fitted[(lr, steps)] = learner
+                fitted[(hp["lr"], hp["steps"])] = learner
+                return record["accuracy"]
+
+            # fewzero.tune's grid search, fewest steps and smallest lr first: ties keep the cheaper point
+            search(space_from_grid({"steps": sorted(a.steps), "lr": sorted(a.lrs)}), objective)
             best = max(trials, key=lambda t: t["val_accuracy"])
             hp = {"lr": best["lr"], "steps": best["steps"]}
             tests = []

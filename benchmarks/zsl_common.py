@@ -2,7 +2,6 @@
 classes, and running every registered learner through the shared evaluator."""
 from __future__ import annotations
 
-import itertools
 import time
 
 GBU_SOURCE = ("Xian, Lampert, Schiele, Akata, \"Zero-Shot Learning - A Comprehensive Evaluation of the Good, the "
@@ -38,32 +37,6 @@ GRIDS = {
 }
 
 
-def validation_problem(data, seed: int = 0):
-    """A zero-shot problem made of training items only: the validation classes play the unseen classes.
-
-    Uses the evaluator's own ``calibration_split`` (seen classes minus ``val_classes`` fitted on, a held-out
-    fifth of their items as seen test items, the ``val_classes`` items as unseen test items).
-    """
-    import torch
-
-    from fewzero.data.zero_shot import ZeroShotData
-    from fewzero.zsl.splits import calibration_split
-
-    split = calibration_split(data, seed=seed)
-    classes = torch.cat([split.seen_classes, split.unseen_classes]).long()
-    table = torch.full((len(data.class_names),), -1, dtype=torch.long)
-    table[classes] = torch.arange(classes.numel())
-    held = split.eval_idx[torch.isin(data.train_y[split.eval_idx], split.seen_classes)]
-    val = split.eval_idx[torch.isin(data.train_y[split.eval_idx], split.unseen_classes)]
-    n_seen = split.seen_classes.numel()
-    return ZeroShotData(
-        semantics=data.semantics[classes], class_names=[data.class_names[c] for c in classes.tolist()],
-        seen_classes=torch.arange(n_seen), unseen_classes=torch.arange(n_seen, classes.numel()),
-        train_x=data.train_x[split.fit_idx], train_y=table[data.train_y[split.fit_idx]],
-        test_seen_x=data.train_x[held], test_seen_y=table[data.train_y[held]],
-        test_unseen_x=data.train_x[val], test_unseen_y=table[data.train_y[val]], info={"validation": True})
-
-
 def make_learner(name: str, params: dict, seed: int):
     from fewzero.registry import ZERO_SHOT
 
@@ -73,17 +46,25 @@ def make_learner(name: str, params: dict, seed: int):
 
 
 def tune(name: str, data, seed: int = 0) -> dict:
-    """The grid point with the best validation T1 (computed by the shared evaluator on training items only)."""
+    """The grid point with the best validation T1 (computed by the shared evaluator on training items only), found
+    by ``fewzero.tune``'s grid search over ``GRIDS[name]``; ties keep the earlier point."""
     from fewzero.evaluate_zsl import evaluate_zero_shot
+    from fewzero.tune.search import best_of, search, space_from_grid
+    from fewzero.zsl.splits import validation_problem
 
-    grid = GRIDS.get(name, {})
     problem = validation_problem(data, seed)
     trials = []
-    for values in itertools.product(*grid.values()):
-        params = dict(zip(grid, values))
+
+    def objective(params: dict) -> float:
         report = evaluate_zero_shot(make_learner(name, params, seed), problem, seed=seed, calibrate=False)
         trials.append({"params": params, "val_t1": round(report.t1, 2), "val_h": round(report.h, 2)})
-    best = max(trials, key=lambda t: t["val_t1"]) if trials else {"params": {}}
+        return trials[-1]["val_t1"]
+
+    if GRIDS.get(name):
+        best = trials[best_of(search(space_from_grid(GRIDS[name]), objective))["grid_index"]]
+    else:  # nothing to choose: the defaults, scored for the record
+        objective({})
+        best = trials[0]
     return {"params": best["params"], "trials": trials, "val_classes": problem.unseen_classes.numel(),
             "val_fit_classes": problem.seen_classes.numel()}
 

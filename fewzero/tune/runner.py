@@ -6,6 +6,7 @@ leaves no study folder behind.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -154,10 +155,8 @@ def tune(spec: ObjectiveSpec | None, space: SearchSpace, settings: StudySettings
 
     from fewzero.tune.outputs import best_trial, write_best_yaml, write_plots, write_summary, write_trials_csv
 
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        raise FewzeroError("fewzero tune runs on Optuna, which is not installed: pip install 'fewzero[tune]'") from None
+    if importlib.util.find_spec("optuna") is None:
+        raise FewzeroError("fewzero tune runs on Optuna, which is not installed: pip install 'fewzero[tune]'")
     check_settings(settings)
     if jobs < 1:
         raise FewzeroError(f"--jobs {jobs}: give at least 1")

@@ -1,10 +1,8 @@
 """``search``: an in-memory Optuna study over a space, for scripts that tune inside a larger run (the benchmarks).
 
-    from fewzero.tune import parse_space
-    from fewzero.tune.search import search
-    space = parse_space({"params": {"C": {"type": "categorical", "choices": [0.1, 1.0, 10.0]}}})
-    trials = search(space, lambda values: validation_accuracy(**values), sampler="grid")
-    best = best_of(trials)
+    from fewzero.tune.search import best_of, search, space_from_grid
+    trials = search(space_from_grid({"C": [0.1, 1.0, 10.0]}), lambda values: validation_accuracy(**values))
+    best = best_of(trials)["values"]
 """
 from __future__ import annotations
 
@@ -13,6 +11,14 @@ from typing import Any
 
 from fewzero.tune.space import SearchSpace
 from fewzero.tune.study import StudySettings, enqueue_grid, make_sampler
+
+
+def space_from_grid(grid: dict[str, list]) -> SearchSpace:
+    """A space whose keys take exactly the listed values (its grid is their product, first key slowest)."""
+    from fewzero.tune.space import parse_space
+
+    return parse_space({"params": {key: {"type": "categorical", "choices": list(values)}
+                                   for key, values in grid.items()}}, source="<grid>")
 
 
 def search(space: SearchSpace, objective: Callable[[dict[str, Any]], float], *, sampler: str = "grid",

@@ -261,3 +261,24 @@ def test_default_grids_lie_inside_the_range(kind):
         assert all(isinstance(g, int) for g in grid) or kind == "float"
 
     check()
+
+
+def test_a_zero_shot_best_yaml_drives_fewzero_eval(tmp_path, monkeypatch, capfd):
+    import fewzero.cli.zero_shot as zero_shot
+    from fewzero.evaluate_zsl import evaluate_zero_shot
+    from fewzero.zsl import ESZSL
+
+    data = hard_problem()
+    tune(None, parse_space(ESZSL_SPACE), StudySettings(name="s", out=tmp_path, trials=4),
+         objective=ZeroShotObjective("eszsl", data, dataset="synthetic", semantics="attributes"), progress=False)
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    loaded = []
+    monkeypatch.setattr(zero_shot, "load_data", lambda dataset, *a, **k: loaded.append(dataset) or data)
+    capfd.readouterr()
+    assert main(["eval", "--method", "eszsl", "--config", str(tmp_path / "best.yaml"), "--quiet"]) == 0
+    printed = capfd.readouterr().out
+    expected = evaluate_zero_shot(ESZSL(**best["learner"]), data, seed=0).t1
+    assert loaded == ["synthetic"] and f"T1 {expected:6.2f} %" in printed
+    # a config of another method is refused
+    assert main(["eval", "--method", "sae", "--config", str(tmp_path / "best.yaml"), "--quiet"]) == 2
+    assert "is for eszsl, not sae" in capfd.readouterr().err

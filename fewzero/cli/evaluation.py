@@ -17,7 +17,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
         return eval_ensemble(args)
     kind = method_kind(args.method)
-    refuse_foreign_flags(args, kind)
+    refuse_foreign_flags(args, kind, allowed=("config",))  # a zero-shot config: fewzero tune's best.yaml
     if args.records:
         check_writable_file(args.records, "--records")
     if kind == "zero-shot":

@@ -66,14 +66,38 @@ def print_report(method: str, dataset: str, semantics: str, report: ZeroShotRepo
             for i in range(len(names)) for j in range(i + 1, len(names))))
 
 
+CONFIG_KEYS = ("method", "dataset", "semantics", "seed", "learner")
+
+
+def read_config(path: str, method: str) -> dict:
+    """A zero-shot config (``fewzero tune``'s ``best.yaml``): ``method``, ``dataset``, ``semantics``, ``seed`` and
+    the learner's settings under ``learner:``; unknown keys, another method or bad learner settings are errors."""
+    from fewzero.config import read_yaml
+
+    values = read_yaml(path)
+    unknown = sorted(set(values) - set(CONFIG_KEYS))
+    if unknown:
+        raise FewzeroError(f"config file {path}: unknown key {unknown[0]!r} for a zero-shot method: use "
+                           f"{', '.join(CONFIG_KEYS)}")
+    if values.get("method", method) != method:
+        raise FewzeroError(f"config file {path} is for {values['method']}, not {method}: pass --method "
+                           f"{values['method']} or another --config")
+    learner = values.get("learner") or {}
+    if not isinstance(learner, dict):
+        raise FewzeroError(f"config file {path}: learner must be a mapping of {method}'s settings")
+    return {**values, "learner": learner}
+
+
 def eval_from_args(args: argparse.Namespace) -> ZeroShotReport:
-    """``fewzero eval`` for a zero-shot method: ``--set key=value`` sets a learner option (``learner.key`` or a
-    name the learner takes) or a dataset option (``data.key`` or any other name); ``--records`` saves the report
-    JSON and the seen-unseen curve PNG beside it."""
+    """``fewzero eval`` for a zero-shot method: ``--config`` (e.g. ``fewzero tune``'s ``best.yaml``) gives the
+    dataset, semantics, seed and learner settings; ``--set key=value`` sets a learner option (``learner.key`` or a
+    name the learner takes) or a dataset option (``data.key`` or any other name); flags win over the config;
+    ``--records`` saves the report JSON and the seen-unseen curve PNG beside it."""
     from fewzero.config import parse_override
 
     parameters = ZERO_SHOT.parameters(args.method)
-    learner_args, data_args = {}, {}
+    config = read_config(args.config, args.method) if getattr(args, "config", None) else {"learner": {}}
+    learner_args, data_args = dict(config["learner"]), {}
     for key, value in (parse_override(text) for text in args.set):
         if key.startswith("learner."):
             learner_args[key.split(".", 1)[1]] = value
@@ -82,10 +106,10 @@ def eval_from_args(args: argparse.Namespace) -> ZeroShotReport:
         else:
             (learner_args if key in parameters else data_args)[key] = value
     curve = str(args.records).removesuffix(".json") + "_curve.png" if args.records else None
-    report = run_zero_shot_eval(args.method, args.dataset or DEFAULT_DATASET, args.semantics or DEFAULT_SEMANTICS,
-                                args.data_root,
-                                args.seed if args.seed is not None else 0, args.quiet, learner_args, data_args,
-                                curve_path=curve)
+    seed = args.seed if args.seed is not None else config.get("seed", 0)
+    report = run_zero_shot_eval(args.method, args.dataset or config.get("dataset") or DEFAULT_DATASET,
+                                args.semantics or config.get("semantics") or DEFAULT_SEMANTICS, args.data_root,
+                                seed, args.quiet, learner_args, data_args, curve_path=curve)
     if args.records:
         print(f"report written to {report.save(args.records)}")
     return report

@@ -282,3 +282,17 @@ def test_a_zero_shot_best_yaml_drives_fewzero_eval(tmp_path, monkeypatch, capfd)
     # a config of another method is refused
     assert main(["eval", "--method", "sae", "--config", str(tmp_path / "best.yaml"), "--quiet"]) == 2
     assert "is for eszsl, not sae" in capfd.readouterr().err
+
+
+def test_an_sqlite_url_holds_a_study_that_resumes(tmp_path):
+    """The RDB storage (what many machines share) through an sqlite URL: created, resumed, heartbeat on."""
+    space = parse_space(ESZSL_SPACE)
+    objective = ZeroShotObjective("eszsl", hard_problem())
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    settings = StudySettings(name="shared", out=tmp_path / "a", trials=3, storage=url, sampler="random")
+    tune(None, space, settings, objective=objective, progress=False, plots=False)
+    # another machine's folder, the same database: it adds the missing trials to the same study
+    summary = tune(None, space, dataclasses.replace(settings, out=tmp_path / "b", trials=5), objective=objective,
+                   progress=False, plots=False)
+    assert summary["trials"] == {"complete": 5} and summary["storage"] == url
+    assert not (tmp_path / "a" / "study.journal").exists()

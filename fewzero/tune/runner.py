@@ -140,7 +140,7 @@ def _worker(spec: ObjectiveSpec, space: SearchSpace, settings: StudySettings, th
 
 
 def tune(spec: ObjectiveSpec | None, space: SearchSpace, settings: StudySettings, *, jobs: int = 1,
-         objective=None, progress: bool = True) -> dict[str, Any]:
+         objective=None, progress: bool = True, plots: bool = True) -> dict[str, Any]:
     """Run the study to ``settings.trials`` trials and write ``best.yaml``, ``trials.csv``, ``summary.json`` and
     plots into ``settings.out``; returns the summary.
 
@@ -150,6 +150,7 @@ def tune(spec: ObjectiveSpec | None, space: SearchSpace, settings: StudySettings
         settings: study name, output folder, trials, sampler, pruner, storage.
         jobs: processes working on the study at once.
         objective: an objective already built (``jobs == 1`` only); default ``spec.build()``.
+        plots: draw Optuna's plots (a few seconds).
     """
     from tqdm import tqdm
 
@@ -212,7 +213,7 @@ def tune(spec: ObjectiveSpec | None, space: SearchSpace, settings: StudySettings
             header.append("trials ran with the space's budget (not kept here): "
                           + ", ".join(f"{k}={v}" for k, v in space.budget.items()))
         write_best_yaml(settings.out / "best.yaml", objective.best_config(best.params, space.fixed), header)
-    summary["plots_skipped"] = write_plots(study, settings.out) if best is not None else {}
+    summary["plots_skipped"] = write_plots(study, settings.out) if best is not None and plots else {}
     write_summary(settings.out, summary)
     return summary
 

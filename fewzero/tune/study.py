@@ -73,8 +73,11 @@ def open_storage(settings: StudySettings):
     url = settings.storage_url()
     if url.startswith(RDB_PREFIXES):
         try:
-            return RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS,
-                              failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+            with warnings.catch_warnings():  # Optuna marks its heartbeat experimental
+                warnings.simplefilter("ignore")
+                return RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS,
+                                  heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                                      max_retry=1))
         except Exception as exc:  # SQLAlchemy raises many kinds; the message is what the user needs
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise FewzeroError(f"cannot open the study storage {url} ({first}): check the URL, that the database "
@@ -221,11 +224,13 @@ def run_trials(study, settings: StudySettings, space: SearchSpace,
         while True:
             with _file_lock(settings.out / ASK_LOCK):
                 target = settings.trials if grid_size is None else min(settings.trials, grid_size)
-                if rdb:
-                    optuna.storages.fail_stale_trials(study)
-                if counted(study) >= target:
-                    return
-                trial = study.ask()
+                with warnings.catch_warnings():  # heartbeat with ask/tell: we start its thread ourselves
+                    warnings.simplefilter("ignore")
+                    if rdb:
+                        optuna.storages.fail_stale_trials(study)
+                    if counted(study) >= target:
+                        return
+                    trial = study.ask()
             trial.set_user_attr("pid", os.getpid())
             try:
                 values = space.suggest(trial)

@@ -161,7 +161,7 @@ def test_a_study_never_reads_test_data(tmp_path):
     assert trials[0] == trials[1]
 
 
-def test_few_shot_tuning_reads_no_test_subset(tmp_path, monkeypatch, data_root):
+def test_few_shot_tuning_from_the_command_line_resumes_and_reads_no_test_subset(tmp_path, monkeypatch, data_root):
     from fewzero.registry import DATASETS
 
     factory = DATASETS.get("omniglot")
@@ -172,9 +172,16 @@ def test_few_shot_tuning_reads_no_test_subset(tmp_path, monkeypatch, data_root):
         return factory(**kwargs)
 
     monkeypatch.setitem(DATASETS._entries, "omniglot", spy)
-    rc = main(["tune", "--method", "simpleshot", "--trials", "2", "--sampler", "grid", "--episodes", "2",
-               "--out", str(tmp_path / "t"), "--quiet"])
-    assert rc == 0 and read and set(read) == {"val"}
+    argv = ["tune", "--method", "simpleshot", "--sampler", "grid", "--episodes", "2", "--out", str(tmp_path / "t"),
+            "--quiet"]
+    assert main([*argv, "--trials", "2"]) == 0
+    assert read and set(read) == {"val"}
+    first = rows(tmp_path / "t" / "trials.csv")
+    # the same command with more trials resumes the study: the 2 trials stay, the grid's third point is added
+    assert main([*argv, "--trials", "3"]) == 0
+    second = rows(tmp_path / "t" / "trials.csv")
+    assert second[:2] == first[:2] and len(second) == 3 and first[2]["state"] == "WAITING"  # the queued grid point
+    assert sorted(r["param_learner.normalisation"] for r in second) == ["cl2n", "l2n", "un"]
 
 
 def test_two_jobs_share_one_study_without_duplicate_trials(tmp_path, data_root):

@@ -30,15 +30,15 @@ sys.path.insert(0, str(ROOT))
 ZERO_SHOT = ("eszsl", "sae", "ale", "devise", "sje")
 FEW_SHOT = ("logreg",)
 SEEDS = (0, 1, 2)
-PRUNING_TRIALS = 16
+PRUNING_TRIALS = 12
 PRUNERS = ("none", "median", "hyperband")
 TEST_EPISODES = 1000
 
 
 def run_study(name: str, kind: str, sampler: str, seed: int, trials: int, out: Path, objective, pruner="none",
-              space=None) -> dict:
-    """Run (or resume) one study; its trials in order of number: ``[{"number", "state", "value", "params",
-    "seconds"}]`` and the wall time of the invocation that finished it."""
+              space=None, plots: bool = True) -> dict:
+    """Run (or resume) one study to ``trials`` trials; its trials in order of number: ``[{"number", "state",
+    "value", "params", "seconds"}]`` and the wall time of the invocation that finished it."""
     from fewzero.cli.tuning import default_space
     from fewzero.tune import StudySettings, load_space, tune
     from fewzero.tune.study import load_study
@@ -49,11 +49,11 @@ def run_study(name: str, kind: str, sampler: str, seed: int, trials: int, out: P
     summary = json.loads(done.read_text()) if done.is_file() else None
     if summary is None or summary["trials_counted"] < min(trials, len(space.grid_points()) if sampler == "grid"
                                                           else trials):
-        summary = tune(None, space, settings, objective=objective, progress=False)
+        summary = tune(None, space, settings, objective=objective, progress=False, plots=plots)
     study = load_study(settings, space)
     rows = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-             "seconds": (t.datetime_complete - t.datetime_start).total_seconds()}
-            for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")]
+             "seconds": (t.datetime_complete - t.datetime_start).total_seconds(), "reports": len(t.intermediate_values)}
+            for t in study.get_trials(deepcopy=False) if t.datetime_complete and not t.user_attrs.get("interrupted")]
     return {"trials": rows, "wall_seconds": summary["wall_seconds"], "best": summary["best"]}
 
 
@@ -145,16 +145,22 @@ def pruning_comparison(runs: Path, quick: bool) -> dict:
         space = type(space)(space.params, {**space.budget, "episodes": 20, "val_every": 10, "val_episodes": 5},
                             space.fixed, space.method, space.source)
     trials = 4 if quick else PRUNING_TRIALS
+    objectives = {pruner: ObjectiveSpec("protonet", "few-shot", dataset="omniglot",
+                                        out=str(runs / "protonet_pruning" / pruner)).build() for pruner in PRUNERS}
+    # the three studies advance in lockstep, one trial each in turn, so that a change in the machine's load
+    # falls on all three alike
+    studies = {}
+    for count in range(1, trials + 1):
+        for pruner in PRUNERS:
+            studies[pruner] = run_study("protonet", "few-shot", "tpe", 0, count, runs / "protonet_pruning" / pruner,
+                                        objectives[pruner], pruner=pruner, space=space, plots=count == trials)
     result = {}
-    for pruner in PRUNERS:
-        out = runs / "protonet_pruning" / pruner
-        spec = ObjectiveSpec("protonet", "few-shot", dataset="omniglot", out=str(out))
-        study = run_study("protonet", "few-shot", "tpe", 0, trials, out, spec.build(), pruner=pruner, space=space)
+    for pruner, study in studies.items():
         complete = [t for t in study["trials"] if t["state"] == "COMPLETE"]
         best = max(complete, key=lambda t: t["value"])
-        result[pruner] = {"wall_seconds": study["wall_seconds"],
-                          "trial_seconds": round(sum(t["seconds"] for t in study["trials"]), 1),
+        result[pruner] = {"trial_seconds": round(sum(t["seconds"] for t in study["trials"]), 1),
                           "best_val": best["value"], "best_params": best["params"], "best_number": best["number"],
+                          "reports": [t["reports"] for t in study["trials"]],
                           "states": {s: sum(1 for t in study["trials"] if t["state"] == s)
                                      for s in ("COMPLETE", "PRUNED", "FAIL")}}
     val_episodes = space.budget.get("val_episodes")
@@ -172,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "paper_results"))
     parser.add_argument("--runs", default=str(ROOT / "runs" / "tuning"), help="study folders (resumable)")
     parser.add_argument("--learners", nargs="+", default=None, help="subset of the learners")
-    parser.add_argument("--no-pruning", action="store_true", help="skip the pruning comparison")
+    parser.add_argument("--parts", nargs="+", default=["search", "pruning"], choices=("search", "pruning"),
+                        help="which comparisons to run (finished studies are read back, not rerun)")
     args = parser.parse_args(argv)
     import torch
 
@@ -187,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     results, started = {}, time.perf_counter()
     zsl_data = None
-    for name in args.learners or (*ZERO_SHOT, *FEW_SHOT):
+    for name in (args.learners or (*ZERO_SHOT, *FEW_SHOT)) if "search" in args.parts else ():
         kind = "zero-shot" if name in ZERO_SHOT else "few-shot"
         if kind == "zero-shot":
             from fewzero.tune.objectives import ZeroShotObjective
@@ -209,14 +216,17 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['tpe']['median_best_val']:.2f}, median trials to the grid's best "
               f"{r['tpe']['median_trials_to_grid_best']}; random {r['random']['median_trials_to_grid_best']}",
               flush=True)
-    pruning = None if args.no_pruning else pruning_comparison(runs, args.quick)
+    pruning = pruning_comparison(runs, args.quick) if "pruning" in args.parts else None
     report = {"provenance": prov, "seeds": list(seeds), "learners": results, "pruning": pruning,
               "seconds": round(time.perf_counter() - started, 1),
               "zero_shot_data": None if zsl_data is None else {k: v for k, v in zsl_data.info.items()
                                                              if k in ("dataset", "backbone", "epochs", "features")}}
     from tuning_report import write_report
 
-    write_report(report, out, quick=args.quick)
+    if set(args.parts) == {"search", "pruning"}:
+        write_report(report, out, quick=args.quick)
+    else:
+        print("one part only: the table is written when both parts run (finished studies are read back)")
     return report
 
 

@@ -123,15 +123,19 @@ def run_omniglot(args, cache: Cache) -> dict:
                "val_weights_all": weights, "kept": kept, "val_episodes": val_episodes, "test_episodes": test_episodes,
                "val_seed": validation_seed(config), "test_seed": config.test_seed}
     test_sampler = episode_sampler(test_set, config, config.test_episodes, config.test_seed)
-    for key, names, combine in (("stacking", usable, "stacking"), ("mean_prob", kept, "mean_prob")):
-        def run(names=names, combine=combine):
+    # v1 (first run): stacking with C = 1; v2: C chosen by cross-validation on the validation items
+    first = cache.values.get(f"omniglot/stacking/{'_'.join(usable)}/{val_episodes}/{test_episodes}")
+    if first is not None:
+        results["first_run"] = {"stacking": {k: first[k] for k in ("accuracy", "ci95", "combiner")}}
+    for key, names, combine in (("stacking", usable, "stacking-cv"), ("mean_prob", kept, "mean_prob")):
+        def run(names=names, combine=combine.removesuffix("-cv")):
             learner = ensemble(names, combine)
             report = evaluate(learner, test_set, test_sampler, progress=not args.quiet)
             return {**few_shot_summary(report), "names": list(names), "combiner": learner.describe(),
                     "temperatures": learner.combiner.temperatures_.tolist(),
                     "weights": learner.combiner.weights_.tolist() if combine == "mean_prob" else None,
                     "coef": learner.combiner.coef_.tolist() if combine == "stacking" else None}
-        results[key] = cache.get_or_run(f"omniglot/{key}/{'_'.join(names)}/{val_episodes}/{test_episodes}", run)
+        results[key] = cache.get_or_run(f"omniglot/{combine}/{'_'.join(names)}/{val_episodes}/{test_episodes}", run)
     return results
 
 
@@ -162,17 +166,23 @@ def run_cub50(args, cache: Cache) -> dict:
         evaluate_zero_shot(build(n), data, seed=0))) for n in names}
     results = {"params": params, "singles": singles, "data": {k: v for k, v in data.info.items()
                                                                if isinstance(v, (str, int, float, bool))}}
+    # v1 (first run): one held-out split, stacking with C = 1; v2: three held-out splits, C by cross-validation
+    first = {c: cache.values[f"cub50/{tag}/{c}/{'_'.join(names)}"] for c in ("mean_prob", "stacking")
+             if f"cub50/{tag}/{c}/{'_'.join(names)}" in cache.values}
+    if first:
+        results["first_run"] = {c: {k: v[k] for k in ("t1", "u", "s", "h", "calibrated_h", "combiner")}
+                                for c, v in first.items()}
     for combine in ("mean_prob", "stacking"):
         def run(combine=combine):
-            learner = ZeroShotEnsemble([build(n) for n in names], names=names, combine=combine, seed=0)
+            learner = ZeroShotEnsemble([build(n) for n in names], names=names, combine=combine, seed=0, splits=3)
             report = evaluate_zero_shot(learner, data, seed=0)
             fitted = copy.deepcopy(learner.combiner)
             return {**summary(report), "combiner": learner.describe(),
-                    "held_out_classes": [data.class_names[c] for c in
-                                         data.seen_classes[learner.held_out_classes_].tolist()],
+                    "held_out_classes": [[data.class_names[c] for c in data.seen_classes[held].tolist()]
+                                         for held in learner.held_out_classes_],
                     "weights": fitted.weights_.tolist() if combine == "mean_prob" else None,
                     "coef": fitted.coef_.tolist() if combine == "stacking" else None}
-        results[combine] = cache.get_or_run(f"cub50/{tag}/{combine}/{'_'.join(names)}", run)
+        results[combine] = cache.get_or_run(f"cub50/{tag}/{combine}-v2/{'_'.join(names)}", run)
     return results
 
 

@@ -30,7 +30,7 @@ from fewzero.train import episode_sampler, load_split
 
 MEMBER_KEYS = {"few-shot": ("method", "checkpoint", "settings"), "zero-shot": ("method", "params")}
 ZERO_SHOT_CONFIG_KEYS = ("method", "dataset", "semantics", "seed", "learner")
-ZERO_SHOT_ENSEMBLE_OPTIONS = ("combine", "names", "holdout", "generalized", "seed", "calibrate", "step",
+ZERO_SHOT_ENSEMBLE_OPTIONS = ("combine", "names", "holdout", "splits", "generalized", "seed", "calibrate", "step",
                               "stacking_c")
 VALIDATION_SEED_OFFSET = 1  # validation episodes are drawn with test_seed + 1: never the test episodes' seed
 

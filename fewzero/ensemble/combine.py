@@ -110,29 +110,61 @@ def class_features(member_logits: torch.Tensor, temperatures: torch.Tensor) -> t
     return torch.cat([logp, logp.exp()]).permute(1, 2, 0)
 
 
-def fit_stacker(pairs, temperatures: torch.Tensor, *, c: float = 1.0, seed: int = 0) -> tuple[torch.Tensor, float]:
-    """A logistic regression (scikit-learn) that tells from a pair's features whether the class is the item's
-    true class, fitted on validation pairs (at most ``MAX_STACKING_ITEMS`` items, a seeded sample): (coef (2M,),
-    intercept)."""
+STACKING_CS = (0.001, 0.01, 0.1, 1.0, 10.0)  # inverse regularisation strengths tried by cross-validation
+STACKING_FOLDS = 5
+
+
+def _stacking_rows(pairs, temperatures: torch.Tensor, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per episode, the features (N, W, 2M) and labels (N,) of at most ``MAX_STACKING_ITEMS`` items in all (a seeded
+    sample)."""
+    n_items = sum(y.numel() for _, y in pairs)
+    keep = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed))[:MAX_STACKING_ITEMS]
+    rows, offset = [], 0
+    for scores, y in pairs:
+        local = keep[(keep >= offset) & (keep < offset + y.numel())] - offset
+        if local.numel():
+            rows.append((class_features(scores[:, local], temperatures), y[local]))
+        offset += y.numel()
+    return rows
+
+
+def _fit_logistic(rows, c: float) -> tuple[torch.Tensor, float]:
     from sklearn.linear_model import LogisticRegression
 
-    features, targets = [], []
-    for scores, y in pairs:
-        features.append(class_features(scores, temperatures))
-        targets.append(F.one_hot(y, scores.shape[2]).double())
-    n_items = sum(f.shape[0] for f in features)
-    generator = torch.Generator().manual_seed(seed)
-    keep = torch.randperm(n_items, generator=generator)[:MAX_STACKING_ITEMS]
-    offset, x_rows, t_rows = 0, [], []
-    for f, t in zip(features, targets):
-        local = keep[(keep >= offset) & (keep < offset + f.shape[0])] - offset
-        x_rows.append(f[local].reshape(-1, f.shape[2])), t_rows.append(t[local].reshape(-1))
-        offset += f.shape[0]
-    x, t = torch.cat(x_rows).numpy(), torch.cat(t_rows).numpy()
+    x = torch.cat([f.reshape(-1, f.shape[2]) for f, _ in rows]).numpy()
+    t = torch.cat([F.one_hot(y, f.shape[1]).reshape(-1) for f, y in rows]).numpy()
     if t.min() == t.max():
         raise FewzeroError("stacking needs validation items with at least two classes")
     model = LogisticRegression(C=c, max_iter=2000).fit(x, t)
     return torch.as_tensor(model.coef_[0], dtype=torch.float64), float(model.intercept_[0])
+
+
+def choose_stacking_c(rows, seed: int = 0) -> float:
+    """The C of ``STACKING_CS`` whose stacker predicts held-out validation items best (``STACKING_FOLDS``-fold
+    cross-validation over items; ties go to the smaller C, the stronger regularisation)."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    folds = [torch.randperm(y.numel(), generator=generator) % STACKING_FOLDS for _, y in rows]
+    correct = []
+    for c in STACKING_CS:
+        hits = 0
+        for k in range(STACKING_FOLDS):
+            train = [(f[fold != k], y[fold != k]) for (f, y), fold in zip(rows, folds) if bool((fold != k).any())]
+            coef, intercept = _fit_logistic(train, c)
+            hits += sum(int(((f[fold == k] @ coef + intercept).argmax(1) == y[fold == k]).sum())
+                        for (f, y), fold in zip(rows, folds))
+        correct.append(hits)
+    return STACKING_CS[max(range(len(STACKING_CS)), key=lambda i: (correct[i], -i))]
+
+
+def fit_stacker(pairs, temperatures: torch.Tensor, *, c: float | None = None, seed: int = 0
+                ) -> tuple[torch.Tensor, float, float]:
+    """A logistic regression (scikit-learn) that tells from a pair's features whether the class is the item's
+    true class, fitted on validation pairs (at most ``MAX_STACKING_ITEMS`` items, a seeded sample); ``c`` None
+    chooses it by cross-validation on those items. Returns (coef (2M,), intercept, C)."""
+    rows = _stacking_rows(pairs, temperatures, seed)
+    if c is None:
+        c = choose_stacking_c(rows, seed)
+    return (*_fit_logistic(rows, c), c)
 
 
 class Combiner(nn.Module):
@@ -146,12 +178,13 @@ class Combiner(nn.Module):
         mode: ``mean_prob`` (log of the weighted mean of the members' probabilities) or ``stacking``.
         calibrate: choose a temperature per member on validation before combining.
         step: grid step of the simplex search of the ``mean_prob`` weights.
-        stacking_c: inverse regularisation strength of the stacking logistic regression.
+        stacking_c: inverse regularisation strength of the stacking logistic regression (None: chosen by
+            cross-validation on the validation items, ``choose_stacking_c``).
         seed: seeds the weight search's random candidates and the stacker's sample.
     """
 
     def __init__(self, n_members: int, *, mode: str = "mean_prob", calibrate: bool = True, step: float = 0.1,
-                 stacking_c: float = 1.0, seed: int = 0):
+                 stacking_c: float | None = None, seed: int = 0):
         super().__init__()
         if n_members < 1:
             raise FewzeroError("an ensemble needs at least one member: list them under members")
@@ -161,6 +194,7 @@ class Combiner(nn.Module):
         self.register_buffer("weights_", torch.full((n_members,), 1.0 / n_members, dtype=torch.float64))
         self.register_buffer("coef_", None)
         self.register_buffer("intercept_", None)
+        self.chosen_c_: float | None = None
 
     @property
     def n_members(self) -> int:
@@ -175,7 +209,7 @@ class Combiner(nn.Module):
         if self.mode == "mean_prob":
             self.weights_ = choose_weights(pairs, temperatures, step=self.step, seed=self.seed).to(device)
         else:
-            coef, intercept = fit_stacker(pairs, temperatures, c=self.stacking_c, seed=self.seed)
+            coef, intercept, self.chosen_c_ = fit_stacker(pairs, temperatures, c=self.stacking_c, seed=self.seed)
             self.coef_, self.intercept_ = coef.to(device), torch.tensor(intercept, dtype=torch.float64, device=device)
         return self
 
@@ -199,6 +233,6 @@ class Combiner(nn.Module):
         if self.mode == "stacking" and self.coef_ is not None:
             coef = self.coef_.view(2, -1).tolist()
             parts = [f"{n} (log-prob {a:+.3g}, prob {b:+.3g}, T {tm:.3g})" for n, a, b, tm in zip(names, *coef, t)]
-            return "stacking coefficients: " + ", ".join(parts)
+            return f"stacking coefficients (C {self.chosen_c_:g}): " + ", ".join(parts)
         return f"{self.mode} weights: " + ", ".join(f"{n} {w:.2f} (T {tm:.3g})"
                                                      for n, w, tm in zip(names, self.weights_.tolist(), t))

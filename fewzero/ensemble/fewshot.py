@@ -38,8 +38,8 @@ class Ensemble(Learner):
     meta_trainable = False
 
     def __init__(self, backbone: nn.Module | None = None, *, members: Sequence = (), combine: str = "mean_prob",
-                 names: Sequence[str] = (), calibrate: bool = True, step: float = 0.1, stacking_c: float = 1.0,
-                 seed: int = 0):
+                 names: Sequence[str] = (), calibrate: bool = True, step: float = 0.1,
+                 stacking_c: float | None = None, seed: int = 0):
         super().__init__()
         built = [_member(spec, backbone, i) for i, spec in enumerate(members)]
         if not built:

@@ -194,11 +194,14 @@ def main() -> None:
     parser.add_argument("--val-episodes", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="4 episodes, tiny CUB features; results not final")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json (no evaluation)")
     parser.add_argument("--note", default="", help="conditions worth recording (e.g. other jobs on the machine)")
     args = parser.parse_args()
 
-    from ensembles_table import write_table
+    from ensembles_table import render, write_table
 
+    if args.render_only:
+        return render(args.out)
     args.cache.parent.mkdir(parents=True, exist_ok=True)
     cache = Cache(args.cache)
     started = provenance()

@@ -129,6 +129,10 @@ def test_bad_combiner_inputs_say_what_to_do():
         Combiner(2, mode="median")
     with pytest.raises(FewzeroError, match="at least one member"):
         Ensemble(members=[])
+    with pytest.raises(FewzeroError, match="stacking_c must be a positive number"):
+        Combiner(2, mode="stacking", stacking_c="strong")
+    with pytest.raises(FewzeroError, match="step must divide 1"):
+        simplex_candidates(3, step=0.3)
     with pytest.raises(FewzeroError, match="not fitted"):
         Combiner(2, mode="stacking")(torch.zeros(2, 3, 4))
     with pytest.raises(FewzeroError, match="not a zero-shot learner"):

@@ -188,6 +188,10 @@ class Combiner(nn.Module):
         super().__init__()
         if n_members < 1:
             raise FewzeroError("an ensemble needs at least one member: list them under members")
+        if stacking_c is not None and (isinstance(stacking_c, bool) or not isinstance(stacking_c, (int, float))
+                                       or not stacking_c > 0):
+            raise FewzeroError(f"stacking_c must be a positive number (or null: chosen by cross-validation), got "
+                               f"{stacking_c!r}")
         self.mode, self.calibrate, self.step = check_combine(mode), calibrate, step
         self.stacking_c, self.seed = stacking_c, seed
         self.register_buffer("temperatures_", torch.ones(n_members, dtype=torch.float64))

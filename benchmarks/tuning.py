@@ -31,6 +31,7 @@ ZERO_SHOT = ("eszsl", "sae", "ale", "devise", "sje")
 FEW_SHOT = ("logreg",)
 SEEDS = (0, 1, 2)
 PRUNING_TRIALS = 12
+PRUNING_BUDGET = {"episodes": 100, "val_every": 20, "val_episodes": 30}
 PRUNERS = ("none", "median", "hyperband")
 TEST_EPISODES = 1000
 
@@ -140,10 +141,13 @@ def search_comparison(kind: str, name: str, objective, data, runs: Path, seeds, 
 def pruning_comparison(runs: Path, quick: bool) -> dict:
     from fewzero.tune import ObjectiveSpec, load_space
 
-    space = load_space(ROOT / "configs" / "spaces" / "protonet.yaml")
-    if quick:
-        space = type(space)(space.params, {**space.budget, "episodes": 20, "val_every": 10, "val_episodes": 5},
-                            space.fixed, space.method, space.source)
+    shipped = load_space(ROOT / "configs" / "spaces" / "protonet.yaml")
+    # ProtoNet trains at 1-3 s per 60-way episode on this 2-core machine: the study fixes 20-way training episodes
+    # and a shorter budget than the shipped space, so that 3 x 12 trials fit in about half an hour
+    budget = {**shipped.budget, **PRUNING_BUDGET, **({"episodes": 20, "val_every": 10, "val_episodes": 5}
+                                                     if quick else {})}
+    space = type(shipped)(tuple(p for p in shipped.params if p.name != "train_way"), budget,
+                          {**shipped.fixed, "train_way": 20}, shipped.method, shipped.source)
     trials = 4 if quick else PRUNING_TRIALS
     objectives = {pruner: ObjectiveSpec("protonet", "few-shot", dataset="omniglot",
                                         out=str(runs / "protonet_pruning" / pruner)).build() for pruner in PRUNERS}
@@ -158,8 +162,9 @@ def pruning_comparison(runs: Path, quick: bool) -> dict:
     for pruner, study in studies.items():
         complete = [t for t in study["trials"] if t["state"] == "COMPLETE"]
         best = max(complete, key=lambda t: t["value"])
+        metrics = runs / "protonet_pruning" / pruner / "trials" / f"{best['number']:04d}" / "metrics.json"
         result[pruner] = {"trial_seconds": round(sum(t["seconds"] for t in study["trials"]), 1),
-                          "best_val": best["value"], "best_params": best["params"], "best_number": best["number"],
+                          "best_val": best["value"], "best_ci95": json.loads(metrics.read_text())["best_val_ci95"], "best_params": best["params"], "best_number": best["number"],
                           "reports": [t["reports"] for t in study["trials"]],
                           "states": {s: sum(1 for t in study["trials"] if t["state"] == s)
                                      for s in ("COMPLETE", "PRUNED", "FAIL")}}
@@ -169,6 +174,8 @@ def pruning_comparison(runs: Path, quick: bool) -> dict:
         entry["speedup"] = result["none"]["trial_seconds"] / max(entry["trial_seconds"], 1e-9)
     result["val_episodes"] = val_episodes
     result["budget"] = space.budget
+    result["fixed"] = space.fixed
+    result["params"] = [p.name for p in space.params]
     return result
 
 
@@ -203,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                   **({"epochs": 1, "image_size": 32} if args.quick else {}))
             objective, data = ZeroShotObjective(name, zsl_data, dataset="cub50", semantics="attributes"), zsl_data
         else:
-            overrides = {"val_episodes": 20 if args.quick else 200}
+            overrides = {"val_episodes": 20 if args.quick else 100}
             objective = ObjectiveSpec(name, kind, dataset="omniglot", overrides=overrides).build()
             data = None
         results[name] = {"kind": kind, **search_comparison(kind, name, objective, data, runs, seeds, cache,

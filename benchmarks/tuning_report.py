@@ -48,6 +48,15 @@ def pruning_table(pruning: dict) -> list[str]:
     return lines
 
 
+def _pruning_verdict(name: str, p: dict, none: dict) -> str:
+    margin = (p["best_ci95"] ** 2 + none["best_ci95"] ** 2) ** 0.5
+    equal = abs(p["best_val"] - none["best_val"]) <= margin
+    where = "equal within CI" if equal else ("higher" if p["best_val"] > none["best_val"] else "lower") + " beyond CI"
+    met = p["speedup"] >= 2 and (equal or p["best_val"] > none["best_val"])
+    return (f"{name}: {p['speedup']:.2f}x, best {p['best_val']:.2f} ± {p['best_ci95']:.2f} vs {none['best_val']:.2f} "
+            f"± {none['best_ci95']:.2f} without ({where}): {'met' if met else 'missed'}")
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -104,23 +113,20 @@ def write_report(report: dict, out: Path, quick: bool = False) -> None:
               "![best validation score so far, per trial](tuning.png)", ""]
     pruning = report.get("pruning")
     if pruning:
-        none, median = pruning["none"], pruning["median"]
-        best_prune = max(("median", "hyperband"), key=lambda p: pruning[p]["speedup"])
+        none = pruning["none"]
         lines += ["## Pruning: ProtoNet training trials on Omniglot", "",
-                  f"{sum(pruning['none']['states'].values())} TPE trials (seed 0) of the ProtoNet space, each a "
+                  f"{sum(pruning['none']['states'].values())} TPE trials (seed 0) of the ProtoNet space "
+                  f"({', '.join(pruning['params'])}; fixed {', '.join(f'{k}={v}' for k, v in pruning['fixed'].items())}), each a "
                   f"`fewzero train` run with the space's budget ({', '.join(f'{k}={v}' for k, v in pruning['budget'].items())}) "
                   f"that reports its validation accuracy ({pruning['val_episodes']} 5-way 1-shot episodes) after "
                   f"every validation; a pruned trial stops there. Trial time is the sum of the trials' durations "
                   f"(the study's work). The three studies ran in lockstep (one trial of each in turn), so the "
                   f"machine's load fell on all three alike.", "",
                   *pruning_table(pruning), "",
-                  f"**Target: pruning cuts wall time ≥ 2x at equal best score (within CI).** Median pruner: "
-                  f"{median['speedup']:.2f}x, best {median['best_val']:.2f} vs {none['best_val']:.2f} without; "
-                  f"Hyperband: {pruning['hyperband']['speedup']:.2f}x, best {pruning['hyperband']['best_val']:.2f}. "
-                  f"Fastest: {best_prune} at {pruning[best_prune]['speedup']:.2f}x: "
-                  f"{'met' if pruning[best_prune]['speedup'] >= 2 else 'missed'} on speed. The 95 % CI of one "
-                  f"validation score on {pruning['val_episodes']} episodes is about ±1-2 points; the best scores "
-                  f"are compared against that in the notes below.", ""]
+                  "**Target: pruning cuts wall time ≥ 2x at equal best score (within CI).** " + "; ".join(
+                      _pruning_verdict(pruner, pruning[pruner], none) for pruner in ("median", "hyperband")) + ".",
+                  "", "Equal within CI: the two best validation scores differ by no more than the 95 % CI of their "
+                  "difference, sqrt(ci1² + ci2²), each CI from the best trial's validation episodes.", ""]
     lines += ["## Provenance", "", f"- command: `{prov['command']}`", f"- commit: {prov['commit']}",
               f"- date: {prov['date']}", f"- machine: {prov['machine']} (load average {prov['load_average']})",
               f"- total time: {report['seconds'] / 60:.1f} min",

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, provenance  # noqa: E402
+from provenance import ROOT, provenance
+from result_cache import Cache  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -34,22 +35,6 @@ ANIL_TEST_INNER_LR = 0.05  # paper_results/omniglot_maml.md: chosen on 200 valid
 MAX_SECONDS_PER_EPISODE = 1.0  # a member slower than this (measured on validation episodes) is left out
 ZSL_MEMBERS = ("dap", "eszsl", "ale", "devise", "sje", "sae", "cvae", "fclswgan")
 TARGETS = {"omniglot": 0.5, "cub50": 2.0}
-
-
-class Cache:
-    """Finished parts in a JSON file: a killed run continues where it stopped."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.values = json.loads(path.read_text()) if path.is_file() else {}
-
-    def get_or_run(self, key: str, run):
-        if key not in self.values:
-            from fewzero.atomic import write_json
-
-            self.values[key] = run()
-            write_json(self.path, self.values)
-        return self.values[key]
 
 
 def few_shot_summary(report) -> dict:

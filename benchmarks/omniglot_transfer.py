@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from provenance import ROOT, provenance
+from result_cache import Cache
 
 sys.path.insert(0, str(ROOT))
 
@@ -49,22 +50,6 @@ def build(method: str, settings: dict, checkpoints: dict[str, Path]):
     if method in TRANSFER:
         return learner_from_checkpoint(checkpoints["pretrained"], method=method, learner_settings=settings)[0]
     return learner_from_checkpoint(checkpoints[method], method=method)[0]
-
-
-class Cache:
-    """Finished cells in a JSON file: a killed run continues where it stopped."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.values = json.loads(path.read_text()) if path.is_file() else {}
-
-    def get_or_run(self, key: str, run):
-        if key not in self.values:
-            from fewzero.atomic import write_json
-
-            self.values[key] = run()
-            write_json(self.path, self.values)
-        return self.values[key]
 
 
 def score(method, settings, checkpoints, datasets, subset, way, shot, episodes, cache: Cache) -> dict:

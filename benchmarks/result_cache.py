@@ -1,0 +1,21 @@
+"""Finished parts of a benchmark in a JSON file, so that a killed run continues where it stopped."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class Cache:
+    """``get_or_run(key, run)``: the stored value of ``key``, else ``run()``'s, stored at once (atomically)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.values = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get_or_run(self, key: str, run):
+        if key not in self.values:
+            from fewzero.atomic import write_json
+
+            self.values[key] = run()
+            write_json(self.path, self.values)
+        return self.values[key]

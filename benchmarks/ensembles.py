@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, provenance
+from provenance import ROOT, provenance  # noqa: E402
 from result_cache import Cache  # noqa: E402
 
 sys.path.insert(0, str(ROOT))

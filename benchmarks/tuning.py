@@ -34,6 +34,7 @@ PRUNING_TRIALS = 12
 PRUNING_BUDGET = {"episodes": 100, "val_every": 20, "val_episodes": 30}
 PRUNERS = ("none", "median", "hyperband")
 TEST_EPISODES = 1000
+SPANS: list[tuple[str, str]] = []  # (start, end) of every trial read, for the report's provenance
 
 
 def run_study(name: str, kind: str, sampler: str, seed: int, trials: int, out: Path, objective, pruner="none",
@@ -53,8 +54,11 @@ def run_study(name: str, kind: str, sampler: str, seed: int, trials: int, out: P
         summary = tune(None, space, settings, objective=objective, progress=False, plots=plots)
     study = load_study(settings, space)
     rows = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-             "seconds": (t.datetime_complete - t.datetime_start).total_seconds(), "reports": len(t.intermediate_values)}
+             "seconds": (t.datetime_complete - t.datetime_start).total_seconds(), "reports": len(t.intermediate_values),
+             "started": t.datetime_start.isoformat(timespec="minutes"),
+             "completed": t.datetime_complete.isoformat(timespec="minutes")}
             for t in study.get_trials(deepcopy=False) if t.datetime_complete and not t.user_attrs.get("interrupted")]
+    SPANS.extend((row["started"], row["completed"]) for row in rows)
     return {"trials": rows, "wall_seconds": summary["wall_seconds"], "best": summary["best"]}
 
 
@@ -224,10 +228,12 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['tpe']['median_trials_to_grid_best']}; random {r['random']['median_trials_to_grid_best']}",
               flush=True)
     pruning = pruning_comparison(runs, args.quick) if "pruning" in args.parts else None
+    features = (zsl_data.info.get("features") or {}) if zsl_data is not None else {}
     report = {"provenance": prov, "seeds": list(seeds), "learners": results, "pruning": pruning,
               "seconds": round(time.perf_counter() - started, 1),
-              "zero_shot_data": None if zsl_data is None else {k: v for k, v in zsl_data.info.items()
-                                                             if k in ("dataset", "backbone", "epochs", "features")}}
+              "trials_ran": [min(s for s, _ in SPANS), max(e for _, e in SPANS)] if SPANS else None,
+              "zero_shot_data": {k: features.get(k) for k in ("backbone", "input_size", "epochs", "feature_dim",
+                                                                "train_seconds")} if features else None}
     from tuning_report import write_report
 
     if set(args.parts) == {"search", "pruning"}:

@@ -129,8 +129,14 @@ def write_report(report: dict, out: Path, quick: bool = False) -> None:
                   "difference, sqrt(ci1² + ci2²), each CI from the best trial's validation episodes.", ""]
     lines += ["## Provenance", "", f"- command: `{prov['command']}`", f"- commit: {prov['commit']}",
               f"- date: {prov['date']}", f"- machine: {prov['machine']} (load average {prov['load_average']})",
-              f"- total time: {report['seconds'] / 60:.1f} min",
-              f"- zero-shot features: {report.get('zero_shot_data')}", ""]
+              f"- this invocation: {report['seconds'] / 60:.1f} min; the studies' trials ran from "
+              f"{(report.get('trials_ran') or ['?', '?'])[0]} to {(report.get('trials_ran') or ['?', '?'])[1]} "
+              f"(UTC; the journals in `runs/tuning/` keep every trial, and a rerun reads finished studies back "
+              f"instead of running them again). While they ran, the 2 cores were shared with the ensemble "
+              f"benchmark and between the search and pruning parts: trial times are comparable only within the "
+              f"lockstep pruning comparison.",
+              f"- CUB-50 features (cached, trained on seen-class training images): {report.get('zero_shot_data')}",
+              ""]
     write_json(out / "tuning.json", report)
     write_text(out / "tuning.md", "\n".join(lines))
     plot(report, out / "tuning.png")

@@ -60,6 +60,11 @@ def test_bad_flags(capfd, tmp_path, extra, fragments):
     fails(capfd, tmp_path, tune_args(tmp_path, *extra), *fragments)
 
 
+def test_cma_es_over_a_categorical_key(capfd, tmp_path):
+    fails(capfd, tmp_path, ["tune", "--method", "sae", "--sampler", "cmaes", "--out", str(tmp_path / "s")],
+          "cmaes searches numbers only")
+
+
 def test_unknown_method_and_ensemble(capfd, tmp_path):
     fails(capfd, tmp_path, ["tune", "--method", "protonett", "--out", str(tmp_path / "s")], "unknown method")
     fails(capfd, tmp_path, ["tune", "--method", "ensemble", "--out", str(tmp_path / "s")], "tune each member")

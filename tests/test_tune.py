@@ -303,3 +303,18 @@ def test_an_sqlite_url_holds_a_study_that_resumes(tmp_path):
                    progress=False, plots=False)
     assert summary["trials"] == {"complete": 5} and summary["storage"] == url
     assert not (tmp_path / "a" / "study.journal").exists()
+
+
+def test_cma_es_searches_numeric_spaces_and_refuses_categorical_keys(tmp_path):
+    from fewzero.errors import FewzeroError
+
+    objective = ZeroShotObjective("eszsl", hard_problem())
+    summary = tune(None, parse_space(ESZSL_SPACE), StudySettings(name="c", out=tmp_path / "c", trials=5,
+                                                                 sampler="cmaes"),
+                   objective=objective, progress=False, plots=False)
+    assert summary["trials"] == {"complete": 5}
+    sae = parse_space({"params": {"space": {"type": "categorical", "choices": ["semantic", "feature"]}}})
+    with pytest.raises(FewzeroError, match="numbers only"):
+        tune(None, sae, StudySettings(name="c", out=tmp_path / "d", trials=2, sampler="cmaes"),
+             objective=ZeroShotObjective("sae", hard_problem()), progress=False)
+    assert not (tmp_path / "d").exists()

@@ -20,7 +20,7 @@ from fewzero.atomic import make_folders, remove_empty_folders
 from fewzero.errors import FewzeroError
 from fewzero.tune.space import SearchSpace
 from fewzero.tune.study import (RDB_PREFIXES, StudySettings, check_settings, counted, enqueue_grid, finished,
-                                load_study, open_storage, requeue_interrupted, run_trials)
+                                load_study, make_sampler, open_storage, requeue_interrupted, run_trials)
 
 
 @dataclass
@@ -163,6 +163,7 @@ def tune(spec: ObjectiveSpec | None, space: SearchSpace, settings: StudySettings
         raise FewzeroError(f"--jobs {jobs}: give at least 1")
     method = objective.method if objective is not None else spec.method
     check_space(space, objective.keys() if objective is not None else spec.keys(), method)
+    make_sampler(settings, space)  # a sampler that cannot search this space is refused before any work
     storage = open_storage(settings) if settings.storage_url().startswith(RDB_PREFIXES) else None
     if objective is None:
         objective = spec.build(progress=progress)

@@ -140,9 +140,9 @@ def load_study(settings: StudySettings, space: SearchSpace, storage=None):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler, pruner = make_sampler(settings, space), make_pruner(settings)  # refused before a file is written
     return optuna.create_study(study_name=settings.name, storage=storage or open_storage(settings),
-                               sampler=make_sampler(settings, space), pruner=make_pruner(settings),
-                               direction=settings.direction, load_if_exists=True)
+                               sampler=sampler, pruner=pruner, direction=settings.direction, load_if_exists=True)
 
 
 def counted(study) -> int:

@@ -43,14 +43,13 @@ def run_study(name: str, kind: str, sampler: str, seed: int, trials: int, out: P
     "value", "params", "seconds"}]`` and the wall time of the invocation that finished it."""
     from fewzero.cli.tuning import default_space
     from fewzero.tune import StudySettings, load_space, tune
-    from fewzero.tune.study import load_study
+    from fewzero.tune.study import load_study, trial_target
 
     space = space or load_space(default_space(name))
     settings = StudySettings(name=name, out=out, trials=trials, sampler=sampler, pruner=pruner, seed=seed)
     done = out / "summary.json"
     summary = json.loads(done.read_text()) if done.is_file() else None
-    if summary is None or summary["trials_counted"] < min(trials, len(space.grid_points()) if sampler == "grid"
-                                                          else trials):
+    if summary is None or summary["trials_counted"] < trial_target(settings, space):
         summary = tune(None, space, settings, objective=objective, progress=False, plots=plots)
     study = load_study(settings, space)
     rows = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,

@@ -22,9 +22,11 @@ from fewzero.paths import config_dir
 from fewzero.registry import DATASETS, LEARNERS
 
 __all__ = ["CONFIG_DIR", "FIELDS", "NESTED", "ConfigLoader", "RunConfig", "check_device", "command_line_overrides",
-           "default_config_path", "load_config", "parse_override", "read_yaml", "validate"]
+           "default_config_path", "load_config", "parse_override", "read_yaml", "validate", "ZERO_SHOT_CONFIG_KEYS"]
 
 CONFIG_DIR = config_dir()
+# the keys of a zero-shot config (fewzero tune's best.yaml, an ensemble of zero-shot members)
+ZERO_SHOT_CONFIG_KEYS = ("method", "dataset", "semantics", "seed", "learner")
 
 
 @dataclass

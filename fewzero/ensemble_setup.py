@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from fewzero.checkpoint import PRETRAINED_KIND, learner_from_checkpoint, load_checkpoint, saved_config
-from fewzero.config import RunConfig, load_config
+from fewzero.config import ZERO_SHOT_CONFIG_KEYS, RunConfig, load_config
 from fewzero.ensemble import Ensemble, ZeroShotEnsemble
 from fewzero.ensemble.combine import check_combine
 from fewzero.errors import FewzeroError
@@ -29,7 +29,6 @@ from fewzero.registry import LEARNERS, ZERO_SHOT
 from fewzero.train import episode_sampler, load_split
 
 MEMBER_KEYS = {"few-shot": ("method", "checkpoint", "settings"), "zero-shot": ("method", "params")}
-ZERO_SHOT_CONFIG_KEYS = ("method", "dataset", "semantics", "seed", "learner")
 ZERO_SHOT_ENSEMBLE_OPTIONS = ("combine", "names", "holdout", "splits", "generalized", "seed", "calibrate", "step",
                               "stacking_c")
 VALIDATION_SEED_OFFSET = 1  # validation episodes are drawn with test_seed + 1: never the test episodes' seed

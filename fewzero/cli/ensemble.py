@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from fewzero.cli.eval_flags import overrides_of, refuse_foreign_flags
+from fewzero.cli.eval_flags import FEW_SHOT_EVAL_KEYS, overrides_of, refuse_foreign_flags
 from fewzero.errors import FewzeroError
-
-FEW_SHOT_MAPPING = {"split": "split", "seed": "test_seed", "device": "device", "way": "test_way", "shot": "test_shot",
-                    "query": "test_query", "episodes": "test_episodes", "subset": "test_subset"}
-
 
 def _config_values(args: argparse.Namespace) -> dict:
     from fewzero.config import read_yaml
@@ -46,7 +42,7 @@ def _eval_few_shot(args: argparse.Namespace) -> None:
     from fewzero.evaluate import evaluate
     from fewzero.train import episode_sampler, load_split
 
-    overrides, origins = overrides_of(args, FEW_SHOT_MAPPING)
+    overrides, origins = overrides_of(args, FEW_SHOT_EVAL_KEYS)
     config = load_config("ensemble", args.dataset, args.config, overrides, origins)
     check_device(config.device, require_available=True)
     ensemble, config, info = few_shot_ensemble(config, args.data_root, progress=not args.quiet,
@@ -64,18 +60,15 @@ def _eval_few_shot(args: argparse.Namespace) -> None:
 
 
 def _eval_zero_shot(args: argparse.Namespace, values: dict) -> None:
-    from fewzero.cli.zero_shot import DEFAULT_DATASET, DEFAULT_SEMANTICS, load_data, print_report
+    from fewzero.cli.zero_shot import load_data, print_report, run_settings
     from fewzero.ensemble_setup import zero_shot_ensemble
     from fewzero.evaluate_zsl import evaluate_zero_shot
 
     if args.set:
         raise FewzeroError("--set does not apply to a zero-shot ensemble: edit its config file")
-    seed = args.seed if args.seed is not None else int(values.get("seed", 0))
-    dataset = args.dataset or values.get("dataset") or DEFAULT_DATASET
-    semantics = args.semantics or values.get("semantics") or DEFAULT_SEMANTICS
+    dataset, semantics, seed, curve = run_settings(args, values)
     ensemble = zero_shot_ensemble(values, f" in {args.config}", seed=seed, progress=not args.quiet)
     data = load_data(dataset, semantics, args.data_root, not args.quiet)
-    curve = str(args.records).removesuffix(".json") + "_curve.png" if args.records else None
     report = evaluate_zero_shot(ensemble, data, seed=seed, curve_path=curve)
     report.info.update(method="ensemble", dataset=dataset, semantics_kind=semantics, seed=seed,
                        combiner=ensemble.describe())

@@ -6,6 +6,11 @@ import argparse
 from fewzero.cli.parser import EVAL_FLAGS_BY_KIND, flag_name
 from fewzero.errors import FewzeroError
 
+# few-shot eval flag (argparse dest) -> the config key it sets
+FEW_SHOT_EVAL_KEYS = {"split": "split", "seed": "test_seed", "device": "device", "way": "test_way",
+                      "shot": "test_shot", "query": "test_query", "episodes": "test_episodes",
+                      "subset": "test_subset"}
+
 
 def refuse_foreign_flags(args: argparse.Namespace, kind: str, allowed: tuple[str, ...] = ()) -> None:
     """A flag that only another kind of method takes (and is not in ``allowed``) is an error that names the flags

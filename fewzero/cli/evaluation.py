@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fewzero.catalogue import method_kind
 from fewzero.cli.eval_flags import overrides_of as _overrides
-from fewzero.cli.eval_flags import refuse_foreign_flags
+from fewzero.cli.eval_flags import FEW_SHOT_EVAL_KEYS, refuse_foreign_flags
 from fewzero.cli.outputs import check_writable_file
 from fewzero.errors import FewzeroError
 
@@ -74,9 +74,7 @@ def eval_few_shot(args: argparse.Namespace) -> None:
     from fewzero.evaluate import evaluate
     from fewzero.train import episode_sampler, load_split
 
-    mapping = {"split": "split", "seed": "test_seed", "device": "device", "way": "test_way", "shot": "test_shot",
-               "query": "test_query", "episodes": "test_episodes", "subset": "test_subset"}
-    overrides, origins = _overrides(args, mapping)
+    overrides, origins = _overrides(args, FEW_SHOT_EVAL_KEYS)
     config = load_config(args.method, args.dataset, args.config, overrides, origins)
     check_device(config.device, require_available=True)
     checkpoint = _checkpoint_for(args, config, _overrides(args, {}))

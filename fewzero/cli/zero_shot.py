@@ -66,19 +66,16 @@ def print_report(method: str, dataset: str, semantics: str, report: ZeroShotRepo
             for i in range(len(names)) for j in range(i + 1, len(names))))
 
 
-CONFIG_KEYS = ("method", "dataset", "semantics", "seed", "learner")
-
-
 def read_config(path: str, method: str) -> dict:
     """A zero-shot config (``fewzero tune``'s ``best.yaml``): ``method``, ``dataset``, ``semantics``, ``seed`` and
     the learner's settings under ``learner:``; unknown keys, another method or bad learner settings are errors."""
-    from fewzero.config import read_yaml
+    from fewzero.config import ZERO_SHOT_CONFIG_KEYS, read_yaml
 
     values = read_yaml(path)
-    unknown = sorted(set(values) - set(CONFIG_KEYS))
+    unknown = sorted(set(values) - set(ZERO_SHOT_CONFIG_KEYS))
     if unknown:
         raise FewzeroError(f"config file {path}: unknown key {unknown[0]!r} for a zero-shot method: use "
-                           f"{', '.join(CONFIG_KEYS)}")
+                           f"{', '.join(ZERO_SHOT_CONFIG_KEYS)}")
     if values.get("method", method) != method:
         raise FewzeroError(f"config file {path} is for {values['method']}, not {method}: pass --method "
                            f"{values['method']} or another --config")
@@ -86,6 +83,15 @@ def read_config(path: str, method: str) -> dict:
     if not isinstance(learner, dict):
         raise FewzeroError(f"config file {path}: learner must be a mapping of {method}'s settings")
     return {**values, "learner": learner}
+
+
+def run_settings(args: argparse.Namespace, config: dict) -> tuple[str, str, int, str | None]:
+    """(dataset, semantics, seed, curve PNG path or None) of a zero-shot evaluation: the flags, else the config's
+    values, else the defaults; the curve goes beside ``--records``."""
+    curve = str(args.records).removesuffix(".json") + "_curve.png" if args.records else None
+    seed = args.seed if args.seed is not None else int(config.get("seed", 0))
+    return (args.dataset or config.get("dataset") or DEFAULT_DATASET,
+            args.semantics or config.get("semantics") or DEFAULT_SEMANTICS, seed, curve)
 
 
 def eval_from_args(args: argparse.Namespace) -> ZeroShotReport:
@@ -105,11 +111,9 @@ def eval_from_args(args: argparse.Namespace) -> ZeroShotReport:
             data_args[key.split(".", 1)[1]] = value
         else:
             (learner_args if key in parameters else data_args)[key] = value
-    curve = str(args.records).removesuffix(".json") + "_curve.png" if args.records else None
-    seed = args.seed if args.seed is not None else config.get("seed", 0)
-    report = run_zero_shot_eval(args.method, args.dataset or config.get("dataset") or DEFAULT_DATASET,
-                                args.semantics or config.get("semantics") or DEFAULT_SEMANTICS, args.data_root,
-                                seed, args.quiet, learner_args, data_args, curve_path=curve)
+    dataset, semantics, seed, curve = run_settings(args, config)
+    report = run_zero_shot_eval(args.method, dataset, semantics, args.data_root, seed, args.quiet, learner_args,
+                                data_args, curve_path=curve)
     if args.records:
         print(f"report written to {report.save(args.records)}")
     return report

@@ -20,7 +20,8 @@ from fewzero.atomic import make_folders, remove_empty_folders
 from fewzero.errors import FewzeroError
 from fewzero.tune.space import SearchSpace
 from fewzero.tune.study import (RDB_PREFIXES, StudySettings, check_settings, counted, enqueue_grid, finished,
-                                load_study, make_sampler, open_storage, requeue_interrupted, run_trials)
+                                load_study, make_sampler, open_storage, requeue_interrupted, run_trials,
+                                trial_target)
 
 
 @dataclass
@@ -180,7 +181,7 @@ def tune(spec: ObjectiveSpec | None, space: SearchSpace, settings: StudySettings
         enqueue_grid(study, space)
     requeued = requeue_interrupted(study, settings)
     started = time.perf_counter()
-    target = settings.trials if settings.sampler != "grid" else min(settings.trials, len(space.grid_points()))
+    target = trial_target(settings, space)
     bar = tqdm(total=target, initial=min(finished(study), target), desc=f"tuning {objective.method}", unit="trial",
                disable=not progress, dynamic_ncols=True)
 

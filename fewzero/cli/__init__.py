@@ -1,4 +1,4 @@
-"""The ``fewzero`` command: ``list``, ``train``, ``pretrain``, ``features``, ``eval``, ``tune``, ``plot``.
+"""The ``fewzero`` command: ``list``, ``train``, ``pretrain``, ``features``, ``eval``, ``tune``, ``adapt``, ``plot``.
 
 User mistakes (``FewzeroError``) print one line on stderr and exit with status 2, never a traceback. In processes
 started by torchrun, process 0 says it (and the first process of each other machine, for errors it found alone).
@@ -36,6 +36,10 @@ def _run(args, argv: list[str]) -> int | None:
         from fewzero.cli.tuning import cmd_tune
 
         cmd_tune(args)
+    elif args.command == "adapt":
+        from fewzero.cli.adapting import cmd_adapt
+
+        cmd_adapt(args, argv)
     elif args.command == "plot":
         from fewzero.cli.plotting import cmd_plot
 

@@ -39,6 +39,30 @@ def _add_few_shot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...")
 
 
+def _add_adapt(sub) -> None:
+    adapt = sub.add_parser("adapt", help="unsupervised domain adaptation: train on a labelled source and an "
+                                          "unlabelled target, select without target labels, report on the target")
+    adapt.add_argument("--method", required=True, help="source_only, target_oracle, dan, dann or coral")
+    adapt.add_argument("--source", required=True, help="mnist, uci_digits, mnistm, a folder with one subfolder per "
+                                                       "class, or an .npz with x and y")
+    adapt.add_argument("--target", required=True, help="the same choices as --source (its class names must be the "
+                                                       "source's)")
+    adapt.add_argument("--seed", type=int, default=0)
+    adapt.add_argument("--out", default=None, help="result folder (default: runs/adapt_<method>_<source>_<target>)")
+    adapt.add_argument("--overwrite", action="store_true", help="replace the results in --out")
+    adapt.add_argument("--backbone", default="lenet", help="any registered backbone (default: lenet)")
+    adapt.add_argument("--init", default=None, help="start from this checkpoint's backbone (fewzero pretrain/train)")
+    adapt.add_argument("--steps", type=int, default=None, help="training steps per trade-off weight (default 1000)")
+    adapt.add_argument("--batch-size", type=int, default=None, help="images per domain per step (default 32)")
+    adapt.add_argument("--lr", type=float, default=None, help="initial SGD learning rate (default 0.01)")
+    adapt.add_argument("--weights", default=None, help="comma-separated trade-off weights to choose from "
+                                                      "(default: the method's grid)")
+    adapt.add_argument("--select", default="dev", choices=("dev", "iwv", "source_val"),
+                       help="how the weight and step are chosen without target labels (default: dev)")
+    adapt.add_argument("--data-root", default=None, help="data folder (default: $FEWZERO_DATA, else the user cache)")
+    adapt.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fewzero", description="Few-shot and zero-shot learning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--episodes", type=int, default=None, help="validation episodes per trial of a transfer "
                                                                 "learner (default: the config's val_episodes)")
 
+    _add_adapt(sub)
     plot = sub.add_parser("plot", help="draw the learning curves of one or more runs into a PNG")
     plot.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders holding metrics.jsonl")
     plot.add_argument("--out", default="curves.png", help="PNG to write (default: curves.png)")

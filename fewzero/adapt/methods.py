@@ -1,0 +1,84 @@
+"""The adaptation methods: source-only, the target oracle, DAN, DANN and Deep CORAL (one short class each)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fewzero.adapt.base import Adapter, check_layers
+from fewzero.adapt.losses import KERNEL_MULTIPLIERS, coral_loss, dann_coefficient, mk_mmd, reverse_gradient
+from fewzero.registry import ADAPTERS
+
+
+@ADAPTERS.register("source_only")
+class SourceOnly(Adapter):
+    """The baseline: cross-entropy on the labelled source, nothing else."""
+
+
+@ADAPTERS.register("target_oracle")
+class TargetOracle(Adapter):
+    """Trained on the *labelled target* (the runner hands it target data as its source): the upper bound a method
+    could reach. Reported beside the others, never a candidate for selection."""
+
+    uses_target_labels = True
+
+
+@ADAPTERS.register("dan")
+class DAN(Adapter):
+    """Deep Adaptation Network (Long et al. 2015): multi-kernel MMD between the domains on each layer of ``layers``
+    (default the hidden layer and the logits, DAN's fc7 and fc8). ``estimator``: ``quadratic`` (unbiased
+    U-statistic, default: smaller variance at these batch sizes) or ``linear`` (DAN's linear-time estimator)."""
+
+    weight_grid = (0.1, 0.3, 1.0)
+    uses_target_images = True
+
+    def __init__(self, *, layers: Sequence[str] = ("hidden", "logits"), estimator: str = "quadratic",
+                 multipliers: Sequence[float] = KERNEL_MULTIPLIERS, **kwargs):
+        super().__init__(**kwargs)
+        self.align_layers, self.estimator, self.multipliers = check_layers(layers), estimator, tuple(multipliers)
+
+    def alignment(self, source, target, *, progress):
+        return sum(mk_mmd(source[name], target[name], multipliers=self.multipliers, estimator=self.estimator)
+                   for name in self.align_layers)
+
+
+@ADAPTERS.register("dann")
+class DANN(Adapter):
+    """Domain-adversarial training (Ganin et al. 2016): a domain classifier (``layer`` -> 100 -> 1) learns to tell
+    the domains apart from the features, whose gradient is reversed with coefficient ``dann_coefficient(progress)``;
+    ``weight`` scales the domain loss."""
+
+    weight_grid = (0.1, 0.3, 1.0)
+    uses_target_images = True
+
+    def __init__(self, *, layer: str = "features", domain_hidden: int = 100, gamma: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        (self.layer,) = check_layers(layer, ("features", "hidden"))
+        width = kwargs["feature_dim"] if self.layer == "features" else self.classifier.in_features
+        self.gamma = gamma
+        self.domain_classifier = nn.Sequential(nn.Linear(width, domain_hidden), nn.ReLU(),
+                                               nn.Linear(domain_hidden, 1))
+
+    def alignment(self, source, target, *, progress):
+        features = torch.cat([source[self.layer], target[self.layer]])
+        reversed_ = reverse_gradient(features, dann_coefficient(progress, gamma=self.gamma))
+        is_target = torch.cat([features.new_zeros(len(source[self.layer])), features.new_ones(len(target[self.layer]))])
+        return F.binary_cross_entropy_with_logits(self.domain_classifier(reversed_).squeeze(1), is_target)
+
+
+@ADAPTERS.register("coral")
+class CORAL(Adapter):
+    """Deep CORAL (Sun & Saenko 2016): match the second-order statistics of ``layer`` (default the logits, the
+    paper's last layer)."""
+
+    weight_grid = (1.0, 10.0, 100.0)
+    uses_target_images = True
+
+    def __init__(self, *, layer: str = "logits", **kwargs):
+        super().__init__(**kwargs)
+        (self.layer,) = check_layers(layer)
+
+    def alignment(self, source, target, *, progress):
+        return coral_loss(source[self.layer], target[self.layer])

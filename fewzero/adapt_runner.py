@@ -48,6 +48,7 @@ class AdaptSettings:
     channels: int = 3
     split_seed: int = 0
     init: str | None = None
+    backbone_args: dict[str, Any] = field(default_factory=dict)
     method_args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,7 +87,8 @@ def load_data(s: AdaptSettings, data_root: str | None = None) -> dict[str, Any]:
     """The run's training inputs: source train/val (x, y), target train images only, class names."""
     from fewzero.data.domains import load_domain
 
-    common = {"seed": s.split_seed, "image_size": s.image_size, "channels": s.channels, "data_root": data_root}
+    common = {"seed": s.split_seed, "image_size": s.image_size, "channels": s.channels, "data_root": data_root,
+              "stratify": False}  # a split that reads no label (the target's are unknown): see load_domain
     source_train = load_domain(s.source, subset="train", **common)
     names = list(source_train.class_names)
     source_val = load_domain(s.source, subset="val", **common, class_names=names)
@@ -105,7 +107,7 @@ def load_target_test(s: AdaptSettings, class_names: list[str], data_root: str | 
     from fewzero.data.domains import load_domain
 
     common = {"seed": s.split_seed, "image_size": s.image_size, "channels": s.channels, "data_root": data_root,
-              "class_names": class_names}
+              "class_names": class_names, "stratify": False}
     out = {f"{side}_{subset}": _tensors(load_domain(domain, subset=subset, **common))
            for side, domain in (("source", s.source), ("target", s.target)) for subset in ("val", "train", "test")}
     return {"target_test": out["target_test"], "source_test": out["source_test"],
@@ -116,7 +118,7 @@ def load_target_test(s: AdaptSettings, class_names: list[str], data_root: str | 
 def build_backbone(s: AdaptSettings) -> torch.nn.Module:
     """The backbone, initialised from ``s.init`` when given (a 1-channel first convolution is widened to 3 channels
     by repeating its weights / 3, which gives the same output on a grey image repeated over three channels)."""
-    backbone = BACKBONES.create(s.backbone, in_channels=s.channels)
+    backbone = BACKBONES.create(s.backbone, in_channels=s.channels, **s.backbone_args)
     if s.init is None:
         return backbone
     payload = load_checkpoint(s.init)
@@ -139,10 +141,11 @@ def build_backbone(s: AdaptSettings) -> torch.nn.Module:
     return backbone
 
 
-def build_adapter(s: AdaptSettings, n_classes: int, weight: float) -> torch.nn.Module:
+def build_adapter(s: AdaptSettings, n_classes: int, weight: float, example: torch.Tensor) -> torch.nn.Module:
+    """The method's model on a fresh backbone; ``example`` (B, *item) is any input batch (sizes the head)."""
     backbone = build_backbone(s)
     with torch.no_grad():
-        feature_dim = backbone.eval()(torch.zeros(2, s.channels, s.image_size, s.image_size)).flatten(1).shape[1]
+        feature_dim = backbone.eval()(example[:2]).flatten(1).shape[1]
     return ADAPTERS.create(s.method, backbone=backbone, feature_dim=feature_dim, n_classes=n_classes, weight=weight,
                            **s.method_args)
 
@@ -177,7 +180,7 @@ def train_candidates(s: AdaptSettings, data: dict, *, progress: bool = True, log
                desc=f"{s.method} {s.source} -> {s.target}")
     for weight in weights:
         torch.manual_seed(s.seed)
-        model = build_adapter(s, len(data["class_names"]), weight)
+        model = build_adapter(s, len(data["class_names"]), weight, source_x)
         optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
         order = torch.Generator().manual_seed(s.seed)
         source_batches = _batches(len(source_x), s.batch_size, order)
@@ -250,9 +253,10 @@ def adapt(s: AdaptSettings, *, data_root: str | None = None, progress: bool = Tr
     used = "source_val" if oracle else s.select
     if test is None:  # target labels from here on, for the report only
         test = load_target_test(s, data["class_names"], data_root)
-    model = build_adapter(s, len(data["class_names"]), candidates[0]["weight"])
+    example = data["source_train"][0]
+    model = build_adapter(s, len(data["class_names"]), candidates[0]["weight"], example)
     torch.manual_seed(s.seed)
-    start = build_adapter(s, len(data["class_names"]), candidates[0]["weight"])  # the network before training
+    start = build_adapter(s, len(data["class_names"]), candidates[0]["weight"], example)  # before training
     selected = {}
     for name in names:
         chosen = select(candidates, name)

@@ -61,24 +61,35 @@ def to_common(images: torch.Tensor, *, image_size: int = COMMON_SIZE, channels: 
     return x.expand(-1, channels, -1, -1) if x.shape[1] == 1 else x
 
 
+def split_indices(labels: np.ndarray, subset: str, seed: int, *, num_classes: int, stratify: bool) -> np.ndarray:
+    """Sorted indices of ``subset``: stratified per class (``digits.split_indices``), or, with ``stratify=False``,
+    20 % / 20 % / the rest of one seeded permutation of all items, which reads no label (what an adaptation
+    needs for its target, and for its source too, so that mnist and mnistm split their shared images alike)."""
+    if stratify:
+        return digits.split_indices(labels, subset, seed, num_classes=num_classes)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    held = int(digits.HELD_FRACTION * len(labels))
+    return np.sort({"test": order[:held], "val": order[held:2 * held], "train": order[2 * held:]}[subset])
+
+
 def _builtin(name: str, *, subset: str, seed: int, image_size: int, channels: int,
-             data_root: str | os.PathLike | None) -> ArrayImageDataset:
+             data_root: str | os.PathLike | None, stratify: bool = True) -> ArrayImageDataset:
     if name == "mnistm":
         images, labels = load_mnistm(seed=MNISTM_SEED, data_root=data_root)
         images = to_common(images, image_size=image_size, channels=channels)
     else:
         images, labels = digits._load(name, image_size)
         images = to_common(images, image_size=image_size, channels=channels)
-    index = digits.split_indices(labels, subset, seed)
+    index = split_indices(labels, subset, seed, num_classes=len(digits.CLASS_NAMES), stratify=stratify)
     return ArrayImageDataset(images, torch.from_numpy(index), torch.from_numpy(labels[index]), digits.CLASS_NAMES)
 
 
 def _register(name: str) -> None:
     def factory(*, subset: str, seed: int = 0, image_size: int = COMMON_SIZE, channels: int = COMMON_CHANNELS,
-                data_root: str | os.PathLike | None = None) -> ArrayImageDataset:
+                data_root: str | os.PathLike | None = None, stratify: bool = True) -> ArrayImageDataset:
         """One subset of the built-in domain: items (channels, image_size, image_size) in [0, 1], digits 0..9."""
         return _builtin(name, subset=subset, seed=seed, image_size=image_size, channels=channels,
-                        data_root=data_root)
+                        data_root=data_root, stratify=stratify)
 
     factory.__name__ = factory.__qualname__ = name
     DOMAINS.register(name)(factory)
@@ -227,17 +238,18 @@ def _remap(dataset: ArrayImageDataset, class_names: Sequence[str], spec: str) ->
 
 def load_domain(spec: str | os.PathLike, *, subset: str, seed: int = 0, image_size: int = COMMON_SIZE,
                 channels: int = COMMON_CHANNELS, data_root: str | os.PathLike | None = None,
-                class_names: Sequence[str] | None = None) -> ArrayImageDataset:
+                class_names: Sequence[str] | None = None, stratify: bool = True) -> ArrayImageDataset:
     """One subset of a domain (see the module): items (channels, image_size, image_size) floats in [0, 1].
 
-    ``seed`` fixes the split; ``class_names`` (the source domain's) relabels the items to that class order.
+    ``seed`` fixes the split (per class, or with ``stratify=False`` label-blind: see ``split_indices``);
+    ``class_names`` (the source domain's) relabels the items to that class order.
     The dataset carries ``.domain`` (``spec``), ``.subset`` and ``.class_names``.
     """
     spec = os.fspath(spec)
     _check(subset, seed, image_size, channels, class_names)
     if spec in DOMAINS:
         dataset = DOMAINS.get(spec)(subset=subset, seed=seed, image_size=image_size, channels=channels,
-                                    data_root=data_root)
+                                    data_root=data_root, stratify=stratify)
     else:
         path = Path(spec).expanduser()
         if path.is_dir():
@@ -249,7 +261,10 @@ def load_domain(spec: str | os.PathLike, *, subset: str, seed: int = 0, image_si
         else:
             raise FewzeroError(f"unknown domain {spec!r}: give a built-in name ({', '.join(DOMAINS.available())}), "
                                f"a folder with one subfolder of images per class, or an .npz file with x and y")
-        index = digits.split_indices(labels, subset, seed, num_classes=len(classes))
+        index = split_indices(labels, subset, seed, num_classes=len(classes), stratify=stratify)
+        if index.size == 0 and not stratify:
+            raise FewzeroError(f"domain {spec} has no {subset} images: it holds {len(labels)} image(s), and val and "
+                               f"test each take 20 % of them, so it needs at least 5")
         if index.size == 0:
             counts = np.bincount(labels, minlength=len(classes))
             raise FewzeroError(f"domain {spec} has no {subset} images: its smallest class {classes[counts.argmin()]} "

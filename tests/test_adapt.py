@@ -156,3 +156,28 @@ def test_alignment_closes_most_of_the_gap_on_a_shifted_pair():
     assert base < 60 and oracle > 80
     for method, weight in (("coral", 10.0), ("dan", 3.0)):
         assert accuracy(method, weight) - base > 0.7 * (oracle - base), method
+
+
+@pytest.mark.parametrize("name", ["source_only", "target_oracle", "dan", "dann", "coral"])
+def test_every_adaptation_method_keeps_the_contract(name):
+    from fewzero.backbones.simple import MLP
+    from fewzero.registry import ADAPTERS
+
+    assert name in ADAPTERS.available()
+    torch.manual_seed(0)
+    model = ADAPTERS.create(name, backbone=MLP(in_features=12, hidden=8, out_features=6), feature_dim=6,
+                            n_classes=3, hidden=5, weight=0.5)
+    g = torch.Generator().manual_seed(1)
+    xs, ys = torch.randn(8, 12, generator=g), torch.randint(0, 3, (8,), generator=g)
+    xt, other = torch.randn(8, 12, generator=g) + 1, torch.randn(8, 12, generator=g) - 1
+    assert model(xs).shape == (8, 3) and model.embed(xs).shape == (8, 5)
+    loss, parts = model.loss(xs, ys, xt, progress=0.5)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None and p.grad.abs().sum() > 0
+                                        for p in model.backbone.parameters())
+    if model.uses_target_images:
+        assert loss.item() == pytest.approx(parts["classification"] + 0.5 * parts["alignment"], rel=1e-5)
+        assert model.loss(xs, ys, other, progress=0.5)[1]["alignment"] != parts["alignment"]
+    else:
+        assert model.loss(xs, ys, None)[0].item() == pytest.approx(loss.item())
+    assert model.uses_target_labels == (name == "target_oracle")

@@ -38,9 +38,11 @@ def test_list_shows_every_kind_and_whether_the_data_is_found(data_root, tmp_path
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["few-shot", "methods:", "anil,"] and "protonet" in lines[0]
     assert lines[1].startswith("zero-shot methods:") and "eszsl" in lines[1] and "protonet" not in lines[1]
-    assert "conv4" in lines[2]
+    assert lines[2].startswith("adaptation methods:") and "dann" in lines[2] and "coral" in lines[2]
+    assert "conv4" in lines[3] and "lenet" in lines[3]
     found = {line.split()[0]: line.split()[2] for line in lines if line.startswith("  ")}
     assert found["omniglot"] == "found" and found["cub50"] == "found" and found["xlsa17-AWA2"] == "not"
+    assert found["mnist"] == found["mnistm"] == "found"
     assert "protonet_omniglot" in result.stdout and "maml_omniglot_20way" in result.stdout
     empty = run("list", "--data-root", str(tmp_path)).stdout
     assert "  omniglot       few-shot   not found" in empty

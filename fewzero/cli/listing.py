@@ -1,4 +1,4 @@
-"""``fewzero list``: every learner by kind, every backbone, dataset (and whether its data is found), config and
+"""``fewzero list``: every learner by kind, every adaptation method and backbone, dataset (and whether its data is found), config and
 packaged model. Imports no learner: names come from the catalogue."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 from fewzero.catalogue import DATASET_ENTRIES, KINDS
 from fewzero.paths import config_dir, resolve_data_root
-from fewzero.registry import BACKBONES
+from fewzero.registry import ADAPTERS, BACKBONES
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -14,6 +14,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
     for kind, registry in KINDS.items():
         print(f"{kind + ' methods:':20s}" + ", ".join(registry.available()))
+    print(f"{'adaptation methods:':20s}" + ", ".join(ADAPTERS.available()))
     print(f"{'backbones:':20s}" + ", ".join(BACKBONES.available()))
     root = resolve_data_root(args.data_root)
     print(f"datasets (data root {root}):")

@@ -41,7 +41,7 @@ def domains(tmp_path):
 def test_adapt_writes_every_output(tmp_path, domains, capfd):
     out = tmp_path / "run"
     rc = main(["adapt", "--method", "dann", "--source", str(domains[0]), "--target", str(domains[1]),
-               "--steps", "5", "--weights", "0.5", "--out", str(out), "--quiet"])
+               "--steps", "5", "--weights", "0.5", "--channels", "1", "--out", str(out), "--quiet"])
     captured = capfd.readouterr()
     assert rc == 0, captured.err
     assert "target accuracy" in captured.out and "selected by dev" in captured.out
@@ -54,7 +54,7 @@ def test_adapt_writes_every_output(tmp_path, domains, capfd):
     assert report["n_images"] == sum(map(sum, report["confusion"])) == 12  # 3 classes x 20 % of 20
     assert 0.0 <= result["a_distance"]["before"] <= 2.0 and 0.0 <= result["a_distance"]["after"] <= 2.0
     state = torch.load(out / "model.pt", weights_only=True)
-    assert "domain_classifier.0.weight" in state["model"]
+    assert "domain_classifier.0.weight" in state["model"] and state["model"]["backbone.block1.0.weight"].shape[1] == 1
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 5
     assert "| dev (used) |" in (out / "results.md").read_text()
 

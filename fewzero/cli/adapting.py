@@ -28,7 +28,8 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 def settings_from_args(args: argparse.Namespace):
     from fewzero.adapt_runner import AdaptSettings
 
-    given = {name: getattr(args, name) for name in ("steps", "batch_size", "lr") if getattr(args, name) is not None}
+    optional = ("steps", "batch_size", "lr", "checkpoints", "image_size", "channels")
+    given = {name: getattr(args, name) for name in optional if getattr(args, name) is not None}
     return AdaptSettings(method=args.method, source=args.source, target=args.target, seed=args.seed,
                          backbone=args.backbone, init=args.init, weights=_weights(args.weights), select=args.select,
                          **given)

@@ -57,6 +57,11 @@ def _add_adapt(sub) -> None:
     adapt.add_argument("--lr", type=float, default=None, help="initial SGD learning rate (default 0.01)")
     adapt.add_argument("--weights", default=None, help="comma-separated trade-off weights to choose from "
                                                       "(default: the method's grid)")
+    adapt.add_argument("--checkpoints", type=int, default=None, help="candidates kept per weight, at evenly spaced "
+                                                                     "steps (default 5)")
+    adapt.add_argument("--image-size", type=int, default=None, help="common image side (default 28)")
+    adapt.add_argument("--channels", type=int, default=None, choices=(1, 3),
+                       help="common channels: 3 (default; grey images repeated) or 1 (colour made grey)")
     adapt.add_argument("--select", default="dev", choices=("dev", "iwv", "source_val"),
                        help="how the weight and step are chosen without target labels (default: dev)")
     adapt.add_argument("--data-root", default=None, help="data folder (default: $FEWZERO_DATA, else the user cache)")

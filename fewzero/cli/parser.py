@@ -52,7 +52,7 @@ def _add_adapt(sub) -> None:
     adapt.add_argument("--overwrite", action="store_true", help="replace the results in --out")
     adapt.add_argument("--backbone", default="lenet", help="any registered backbone (default: lenet)")
     adapt.add_argument("--init", default=None, help="start from this checkpoint's backbone (fewzero pretrain/train)")
-    adapt.add_argument("--steps", type=int, default=None, help="training steps per trade-off weight (default 1000)")
+    adapt.add_argument("--steps", type=int, default=None, help="training steps per trade-off weight (default 1500)")
     adapt.add_argument("--batch-size", type=int, default=None, help="images per domain per step (default 32)")
     adapt.add_argument("--lr", type=float, default=None, help="initial SGD learning rate (default 0.01)")
     adapt.add_argument("--weights", default=None, help="comma-separated trade-off weights to choose from "

@@ -101,6 +101,11 @@ def markdown(result: dict, *, command: str = "") -> str:
         mark = " (used)" if name == used else ""
         lines.append(f"| {name}{mark} | {chosen['weight']:g} | {chosen['step']} | {chosen['criteria'][name]:.2f} | "
                      f"{report['accuracy']:.2f} ± {report['ci95']:.2f} | {report['macro_f1']:.2f} |")
+    ess = result["selected"][used]["criteria"].get("weights_ess")
+    if ess is not None:
+        lines.append(f"\nEffective sample size of the importance weights behind IWV and DEV: {ess:.1f} % of the source "
+                     f"validation images" + (" (below 10 %: their estimates rest on a few images; compare "
+                                             "source_val)" if ess < 10 else "") + ".")
     for gone in result.get("diverged", []):
         lines.append(f"\nWeight {gone['weight']:g} diverged at step {gone['step']}; its later candidates are missing.")
     a = result["a_distance"]

@@ -150,6 +150,21 @@ def build_adapter(s: AdaptSettings, n_classes: int, weight: float, example: torc
                            **s.method_args)
 
 
+ADAPTED_KIND = "fewzero-adapted"
+
+
+def load_adapted(path: str | os.PathLike) -> torch.nn.Module:
+    """The model a ``fewzero adapt`` run kept (its ``model.pt``), in eval mode: images -> class logits."""
+    payload = load_checkpoint(path)
+    if payload.get("kind") != ADAPTED_KIND:
+        raise FewzeroError(f"{path} is not a model written by fewzero adapt (kind {payload.get('kind')!r})")
+    s = AdaptSettings(**{**payload["settings"], "weights": None, "init": None})
+    example = torch.zeros(2, s.channels, s.image_size, s.image_size)
+    model = build_adapter(s, int(payload["n_classes"]), 0.0, example)
+    model.load_state_dict(payload["model"])
+    return model.eval()
+
+
 @torch.no_grad()
 def embed(model: torch.nn.Module, x: torch.Tensor, *, batch_size: int = 1000) -> np.ndarray:
     """The representation the classifier reads, (n, hidden), in eval mode."""

@@ -194,3 +194,12 @@ def test_a_diverging_weight_is_dropped_and_only_total_divergence_is_an_error():
     assert diverged == [{"weight": float("inf"), "step": 1}]
     with pytest.raises(FewzeroError, match="diverged for every trade-off weight"):
         train_candidates(tiny("dan", steps=4, weights=(float("inf"),)), data, progress=False)
+
+
+def test_effective_sample_size_of_the_importance_weights():
+    from fewzero.adapt.selection import effective_sample_size
+
+    assert effective_sample_size(np.full(50, 3.0)) == pytest.approx(100.0)
+    assert effective_sample_size(np.r_[1.0, np.zeros(99)]) == pytest.approx(1.0)
+    w = np.random.default_rng(6).gamma(0.5, size=400)
+    assert effective_sample_size(w) == pytest.approx(100 * w.sum() ** 2 / (400 * (w ** 2).sum()))

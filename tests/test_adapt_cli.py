@@ -10,7 +10,7 @@ import torch
 import bad_input_helpers
 from bad_input_helpers import fails
 
-from fewzero.adapt_runner import AdaptSettings, adapt, build_backbone
+from fewzero.adapt_runner import AdaptSettings, adapt, build_backbone, load_adapted
 from fewzero.checkpoint import PRETRAINED_KIND, save_checkpoint
 from fewzero.cli import main
 from fewzero.registry import BACKBONES
@@ -56,6 +56,9 @@ def test_adapt_writes_every_output(tmp_path, domains, capfd):
     state = torch.load(out / "model.pt", weights_only=True)
     assert "domain_classifier.0.weight" in state["model"] and state["model"]["backbone.block1.0.weight"].shape[1] == 1
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 5
+    model = load_adapted(out / "model.pt")
+    x = torch.from_numpy(np.load(domains[1])["x"][:4]).float().div(255).unsqueeze(1)
+    assert model(x).shape == (4, 3)
     assert "| dev (used) |" in (out / "results.md").read_text()
 
 

@@ -7,7 +7,10 @@ Each criterion turns a candidate model into an *estimated target accuracy* (perc
   ratio w(x) = p_target(x) / p_source(x), estimated in feature space by a domain classifier; self-normalised
   (sum w l / sum w), which stays a weighted error rate when the domains are nearly separable and every w is tiny.
 - ``dev``: deep embedded validation (You et al. 2019): IWV with the control variate w that cancels most of its
-  variance, risk = mean(w l) + eta mean(w) - eta with eta = -Cov(w l, w) / Var(w).
+  variance, risk = mean(w l) + eta mean(w) - eta with eta = -Cov(w l, w) / Var(w). Unbiased but not bounded: its
+  estimate can leave [0, 100] when the weights are degenerate.
+
+Each candidate also gets ``weights_ess``, the effective sample size of its importance weights (a diagnostic).
 
 The domain classifier (scikit-learn logistic regression, C = 0.1, on standardised features) is fitted on the source
 *training* features against the unlabelled target training features, so only target images are read, never labels.
@@ -54,7 +57,16 @@ def criteria(*, source_train: np.ndarray, target_train: np.ndarray, source_val: 
     weights = density_ratio(source_train, target_train, source_val, seed=seed)
     return {"dev": 100.0 * (1.0 - dev_risk(weights, errors)),
             "iwv": 100.0 * (1.0 - float((weights * errors).sum() / weights.sum())),
-            "source_val": 100.0 * (1.0 - float(errors.mean()))}
+            "source_val": 100.0 * (1.0 - float(errors.mean())),
+            "weights_ess": effective_sample_size(weights)}
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2 of importance weights, in percent of their number: a
+    diagnostic, not a criterion. Far below 10 % means IWV and DEV rest on a handful of target-like source images
+    (the domains are nearly separable in feature space), and their estimates are noisy."""
+    weights = np.asarray(weights, np.float64)
+    return float(100.0 * weights.sum() ** 2 / (len(weights) * (weights ** 2).sum()))
 
 
 def select(candidates: list[dict], criterion: str) -> dict:

@@ -3,7 +3,7 @@
 Everything a bad input can break (settings, both domains, the --init checkpoint, the output folder) is checked
 before training, so a refused command leaves nothing in ``--out``. The folder then receives a live
 ``metrics.jsonl``, and at the end ``results.json``, ``results.md``, ``confusion.png``, ``tsne.png`` and
-``model.pt`` (the selected model's weights, loadable with ``torch.load(..., weights_only=True)``).
+``model.pt`` (the selected model: ``fewzero.adapt_runner.load_adapted(path)`` gives it back as a module).
 """
 from __future__ import annotations
 
@@ -39,10 +39,13 @@ def write_outputs(folder: Path, result, keep: dict, command: str) -> None:
     """results.json, results.md, model.pt and (with matplotlib) confusion.png and tsne.png."""
     from fewzero.adapt_plots import confusion_png, markdown, tsne_png, tsne_points
     from fewzero.atomic import write_json, write_text
+    from fewzero.adapt_runner import ADAPTED_KIND
     from fewzero.checkpoint import save_checkpoint
 
     summary = {**result.to_dict(), "command": command}
-    save_checkpoint(folder / "model.pt", {"kind": "fewzero-adapted", "settings": result.settings,
+    save_checkpoint(folder / "model.pt", {"kind": ADAPTED_KIND, "settings": result.settings,
+                                          "n_classes": len(result.report.class_names),
+                                          "class_names": result.report.class_names,
                                           "model": keep["model"].state_dict()})
     write_json(folder / "results.json", summary)
     write_text(folder / "results.md", markdown(summary, command=command))

@@ -124,9 +124,11 @@ def build_backbone(s: AdaptSettings) -> torch.nn.Module:
     payload = load_checkpoint(s.init)
     saved = (payload.get("config") or {}).get("backbone")
     state = payload.get("model") or payload.get("backbone")
-    if saved != s.backbone or not isinstance(state, dict):
-        raise FewzeroError(f"--init {s.init} holds a {saved or 'unknown'} backbone, not {s.backbone}: pass "
-                           f"--backbone {saved}" if saved else f"--init {s.init} holds no backbone weights")
+    if not isinstance(state, dict) or not saved:
+        raise FewzeroError(f"--init {s.init} holds no backbone (name and weights): pass a checkpoint written by "
+                           f"fewzero pretrain or train")
+    if saved != s.backbone:
+        raise FewzeroError(f"--init {s.init} holds a {saved} backbone, not {s.backbone}: pass --backbone {saved}")
     state = {k.removeprefix("backbone."): v for k, v in state.items()}
     own = backbone.state_dict()
     for name, value in state.items():

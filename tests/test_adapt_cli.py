@@ -41,7 +41,7 @@ def domains(tmp_path):
 def test_adapt_writes_every_output(tmp_path, domains, capfd):
     out = tmp_path / "run"
     rc = main(["adapt", "--method", "dann", "--source", str(domains[0]), "--target", str(domains[1]),
-               "--steps", "5", "--weights", "0.5", "--channels", "1", "--out", str(out), "--quiet"])
+               "--steps", "4", "--checkpoints", "2", "--weights", "0.5", "--channels", "1", "--out", str(out), "--quiet"])
     captured = capfd.readouterr()
     assert rc == 0, captured.err
     assert "target accuracy" in captured.out and "selected by dev" in captured.out
@@ -49,13 +49,13 @@ def test_adapt_writes_every_output(tmp_path, domains, capfd):
                                                       "results.md", "tsne.png"]
     result = json.loads((out / "results.json").read_text())
     assert set(result["selected"]) == {"dev", "iwv", "source_val"} and result["used"] == "dev"
-    assert len(result["candidates"]) == 5 and {c["weight"] for c in result["candidates"]} == {0.5}
+    assert [(c["weight"], c["step"]) for c in result["candidates"]] == [(0.5, 2), (0.5, 4)]
     report = result["selected"]["dev"]["report"]
     assert report["n_images"] == sum(map(sum, report["confusion"])) == 12  # 3 classes x 20 % of 20
     assert 0.0 <= result["a_distance"]["before"] <= 2.0 and 0.0 <= result["a_distance"]["after"] <= 2.0
     state = torch.load(out / "model.pt", weights_only=True)
     assert "domain_classifier.0.weight" in state["model"] and state["model"]["backbone.block1.0.weight"].shape[1] == 1
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 5
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     model = load_adapted(out / "model.pt")
     x = torch.from_numpy(np.load(domains[1])["x"][:4]).float().div(255).unsqueeze(1)
     assert model(x).shape == (4, 3)
@@ -121,3 +121,10 @@ def test_an_init_checkpoint_of_another_backbone_is_refused(tmp_path, capfd, doma
     fails(capfd, tmp_path, ["adapt", "--method", "dann", "--source", domains[0], "--target", domains[1],
                             "--init", path, "--out", tmp_path / "run"], "conv4 backbone, not lenet",
           "--backbone conv4")
+
+
+def test_an_init_checkpoint_without_backbone_weights_is_refused(tmp_path, capfd, domains):
+    path = save_checkpoint(tmp_path / "empty.pt", {"kind": PRETRAINED_KIND, "config": {},
+                                                   "model": {"w": torch.zeros(2)}})
+    fails(capfd, tmp_path, ["adapt", "--method", "dann", "--source", domains[0], "--target", domains[1],
+                            "--init", path, "--out", tmp_path / "run"], "holds no backbone")

@@ -14,12 +14,12 @@ SHORT = {"train_way": 20, "train_shot": 1, "train_query": 5, "val_episodes": 50,
 
 
 def test_short_real_training_beats_chance_by_far(data_root, tmp_path):
-    config = load_config("protonet", "omniglot", overrides={**SHORT, "episodes": 60, "val_every": 30})
+    config = load_config("protonet", "omniglot", overrides={**SHORT, "episodes": 40, "val_every": 20, "val_episodes": 25})
     metrics = train(config, tmp_path, progress=False)
     # 5-way 1-shot validation: chance is 20 %
     assert metrics["best_val_accuracy"] > 60.0, metrics["history"]
-    assert [h["episode"] for h in metrics["history"]] == [30, 60]
-    assert json.loads((tmp_path / "metrics.json").read_text())["episodes_done"] == 60
+    assert [h["episode"] for h in metrics["history"]] == [20, 40]
+    assert json.loads((tmp_path / "metrics.json").read_text())["episodes_done"] == 40
     learner, saved_config, saved_metrics = learner_from_checkpoint(tmp_path / "best.pt")
     assert saved_config == config and saved_metrics["val_accuracy"] == metrics["best_val_accuracy"]
     with pytest.raises(FewzeroError, match="already holds a run"):

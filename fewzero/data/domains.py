@@ -17,10 +17,12 @@ replicated to 3 channels, RGB is kept (or made grey with the ITU-R 601 weights 0
 channels=1), and images are resized bilinearly (antialiased when shrinking) to image_size x image_size, aspect
 ratio not kept.
 
-Subsets: a fixed, seeded, stratified split per domain (``digits.split_indices``): per class, ``val`` and ``test``
-each hold ``floor(0.2 * smallest class size)`` images and ``train`` the rest. ``mnistm`` uses exactly the split of
-``mnist`` (its test images are the colour versions of mnist's test images). The split is made on the domain's own
-classes, before any remapping to a source domain's class order (``class_names``).
+Subsets: a fixed, seeded split per domain. By default stratified (``digits.split_indices``): per class, ``val``
+and ``test`` each hold ``floor(0.2 * smallest class size)`` images and ``train`` the rest. With ``stratify=False``
+(what ``fewzero adapt`` uses for both domains, since a target's labels are unknown) 20 % / 20 % / the rest of one
+seeded permutation of all items, which reads no label. Either way ``mnistm`` gets exactly the split of ``mnist``
+(its test images are the colour versions of mnist's test images). The split is made on the domain's own classes,
+before any remapping to a source domain's class order (``class_names``).
 """
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ def _one_thread() -> None:
 
 def run_one(source: str, target: str, method: str, seed: int, steps: int, runs: str, plots: str | None) -> str:
     """Train, select and evaluate one (direction, method, seed); write its JSON (and seed 0's plots)."""
-    from fewzero.adapt_runner import AdaptSettings, adapt
+    from fewzero.adapt_runner import adapt
+    from fewzero.adapt_setup import AdaptSettings
     from fewzero.atomic import write_json
     from provenance import provenance
 
@@ -51,15 +52,10 @@ def run_one(source: str, target: str, method: str, seed: int, steps: int, runs: 
     result = adapt(settings, progress=False, keep=keep)
     seconds = time.perf_counter() - started
     if plots is not None:
-        from fewzero.adapt_plots import confusion_png, tsne_png, tsne_points
+        from fewzero.adapt_plots import run_pngs
 
-        labels = {d: keep["labels"][d].numpy() for d in ("source", "target")}
         stem = Path(plots) / f"{source}_to_{target}_{method}"
-        report = result.report
-        confusion_png(report.confusion, report.class_names, f"{stem}_confusion.png",
-                      title=f"{method}: {source} -> {target}, seed {seed} ({report.accuracy:.1f} %)")
-        tsne_png(*(tsne_points(keep[stage], labels, seed=seed) for stage in ("before", "after")),
-                 f"{stem}_tsne.png", names=(source, target), title=f"{method}: {source} -> {target}, seed {seed}")
+        run_pngs(result, keep, f"{stem}_confusion.png", f"{stem}_tsne.png")
     path = run_path(Path(runs), source, target, method, seed)
     write_json(path, {**result.to_dict(), "seconds": round(seconds, 1), "provenance": provenance()})
     return f"{source} -> {target} {method} seed {seed}: {result.report.accuracy:.2f} % ({seconds:.0f} s)"

@@ -83,6 +83,17 @@ def tsne_png(before: dict[str, np.ndarray], after: dict[str, np.ndarray], path: 
     return _save(fig, path)
 
 
+def run_pngs(result, keep: dict, confusion_path: str | os.PathLike, tsne_path: str | os.PathLike) -> None:
+    """A run's confusion matrix and its t-SNE before/after (``result``: an ``AdaptResult``; ``keep``: what
+    ``adapt(..., keep=...)`` filled in)."""
+    s, report = result.settings, result.report
+    title = f"{s['method']}: {s['source']} -> {s['target']}, seed {s['seed']}"
+    confusion_png(report.confusion, report.class_names, confusion_path, title=f"{title} ({report.accuracy:.1f} %)")
+    labels = {d: keep["labels"][d].numpy() for d in ("source", "target")}
+    tsne_png(*(tsne_points(keep[stage], labels, seed=s["seed"]) for stage in ("before", "after")), tsne_path,
+             names=(str(s["source"]), str(s["target"])), title=f"{title} (t-SNE of the classifier's input features)")
+
+
 def markdown(result: dict, *, command: str = "") -> str:
     """A run's summary (``AdaptResult.to_dict()``) as Markdown: the selected model per criterion, the A-distances,
     the per-class precision / recall / F1 of the model the run used."""

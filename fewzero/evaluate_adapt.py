@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from fewzero.adapt.selection import domain_classifier
 from fewzero.evaluate import confusion_matrix, mean_confidence_interval, per_class_precision_recall_f1
 
 
@@ -44,10 +45,15 @@ def report_predictions(predictions: torch.Tensor, labels: torch.Tensor, class_na
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, x: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
-    """Class predictions (n,) of ``model`` (images -> logits) in eval mode."""
+def in_batches(model: torch.nn.Module, fn, x: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+    """``fn`` (a method of ``model``) over ``x`` in batches, with ``model`` in eval mode and no graph."""
     model.eval()
-    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Class predictions (n,) of ``model`` (images -> logits) in eval mode."""
+    return in_batches(model, lambda batch: model(batch).argmax(1), x)
 
 
 def evaluate_domain(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, class_names: list[str]) -> DomainReport:
@@ -62,10 +68,6 @@ def proxy_a_distance(source: np.ndarray, target: np.ndarray, *, seed: int = 0) -
     of source and target rows and ``err`` is its error on the other half: 0 for indistinguishable domains, 2 for
     separable ones (clipped at 0 from below: a classifier worse than chance says "indistinguishable").
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     rng = np.random.default_rng(seed)
     n = min(len(source), len(target))
     if n < 4:
@@ -74,7 +76,6 @@ def proxy_a_distance(source: np.ndarray, target: np.ndarray, *, seed: int = 0) -
     y = np.concatenate([np.zeros(n), np.ones(n)])
     order = rng.permutation(2 * n)
     train, test = order[:n], order[n:]
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    classifier.fit(x[train], y[train])
+    classifier = domain_classifier(seed=seed).fit(x[train], y[train])
     error = float((classifier.predict(x[test]) != y[test]).mean())
     return max(0.0, 2.0 * (1.0 - 2.0 * error))

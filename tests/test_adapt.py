@@ -10,7 +10,8 @@ from sklearn.metrics import confusion_matrix as sk_confusion, precision_recall_f
 
 from fewzero.adapt import coral_loss, dann_coefficient, mk_mmd, reverse_gradient
 from fewzero.adapt.selection import criteria, dev_risk, select
-from fewzero.adapt_runner import AdaptSettings, build_adapter, train_candidates
+from fewzero.adapt_runner import train_candidates
+from fewzero.adapt_setup import AdaptSettings, build_adapter
 from fewzero.evaluate_adapt import evaluate_domain, proxy_a_distance, report_predictions
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,7 +10,8 @@ import torch
 import bad_input_helpers
 from bad_input_helpers import fails
 
-from fewzero.adapt_runner import AdaptSettings, adapt, build_backbone, load_adapted
+from fewzero.adapt_runner import adapt
+from fewzero.adapt_setup import AdaptSettings, build_backbone, load_adapted
 from fewzero.checkpoint import PRETRAINED_KIND, save_checkpoint
 from fewzero.cli import main
 from fewzero.registry import BACKBONES

@@ -21,7 +21,7 @@ LAYERS = [
     ("learners", "zsl", "transfer", "adapt", "multitask", "ensemble"),
     ("evaluate", "evaluate_zsl", "evaluate_adapt"),
     ("config", "config_checks", "checkpoint", "pretrained", "runlog", "run_folder", "plot", "adapt_plots"),
-    ("run_setup", "train", "pretrain", "tune", "ensemble_setup", "adapt_runner"),
+    ("run_setup", "train", "pretrain", "tune", "ensemble_setup", "adapt_setup", "adapt_runner"),
     ("cli", "catalogue", "__init__", "__main__"),
 ]
 LAYER_OF = {name: depth for depth, names in enumerate(LAYERS) for name in names}

@@ -22,17 +22,22 @@ import numpy as np
 CRITERIA = ("dev", "iwv", "source_val")
 
 
-def density_ratio(source_train: np.ndarray, target_train: np.ndarray, source_val: np.ndarray, *,
-                  seed: int = 0) -> np.ndarray:
-    """w(x) = (n_s / n_t) P(target | x) / P(source | x) for each row of ``source_val`` (n_val, d) -> (n_val,)."""
+def domain_classifier(*, seed: int = 0, C: float = 1.0):
+    """An unfitted linear domain classifier: scikit-learn logistic regression (inverse regularisation ``C``) on
+    standardised features. Used for density ratios here and for proxy A-distances by the evaluator."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
+
+
+def density_ratio(source_train: np.ndarray, target_train: np.ndarray, source_val: np.ndarray, *,
+                  seed: int = 0) -> np.ndarray:
+    """w(x) = (n_s / n_t) P(target | x) / P(source | x) for each row of ``source_val`` (n_val, d) -> (n_val,)."""
     x = np.concatenate([source_train, target_train])
     is_target = np.concatenate([np.zeros(len(source_train)), np.ones(len(target_train))])
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, random_state=seed))
-    classifier.fit(x, is_target)
+    classifier = domain_classifier(seed=seed, C=0.1).fit(x, is_target)
     log_odds = np.clip(classifier.decision_function(source_val), -50.0, 50.0)  # p / (1 - p) = exp(log-odds)
     return (len(source_train) / len(target_train)) * np.exp(log_odds)
 

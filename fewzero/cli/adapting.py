@@ -3,7 +3,7 @@
 Everything a bad input can break (settings, both domains, the --init checkpoint, the output folder) is checked
 before training, so a refused command leaves nothing in ``--out``. The folder then receives a live
 ``metrics.jsonl``, and at the end ``results.json``, ``results.md``, ``confusion.png``, ``tsne.png`` and
-``model.pt`` (the selected model: ``fewzero.adapt_runner.load_adapted(path)`` gives it back as a module).
+``model.pt`` (the selected model: ``fewzero.adapt_setup.load_adapted(path)`` gives it back as a module).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 
 
 def settings_from_args(args: argparse.Namespace):
-    from fewzero.adapt_runner import AdaptSettings
+    from fewzero.adapt_setup import AdaptSettings
 
     optional = ("steps", "batch_size", "lr", "checkpoints", "image_size", "channels")
     given = {name: getattr(args, name) for name in optional if getattr(args, name) is not None}
@@ -37,9 +37,9 @@ def settings_from_args(args: argparse.Namespace):
 
 def write_outputs(folder: Path, result, keep: dict, command: str) -> None:
     """results.json, results.md, model.pt and (with matplotlib) confusion.png and tsne.png."""
-    from fewzero.adapt_plots import confusion_png, markdown, tsne_png, tsne_points
+    from fewzero.adapt_plots import markdown, run_pngs
     from fewzero.atomic import write_json, write_text
-    from fewzero.adapt_runner import ADAPTED_KIND
+    from fewzero.adapt_setup import ADAPTED_KIND
     from fewzero.checkpoint import save_checkpoint
 
     summary = {**result.to_dict(), "command": command}
@@ -53,18 +53,12 @@ def write_outputs(folder: Path, result, keep: dict, command: str) -> None:
         print("fewzero: note: matplotlib is not installed, so confusion.png and tsne.png were not drawn "
               "(pip install matplotlib)", file=sys.stderr)
         return
-    report = result.report
-    s = result.settings
-    confusion_png(report.confusion, report.class_names, folder / "confusion.png",
-                  title=f"{s['method']}: {s['source']} -> {s['target']} ({report.accuracy:.1f} %)")
-    points = {stage: tsne_points(keep[stage], {d: keep["labels"][d].numpy() for d in ("source", "target")},
-                                 seed=s["seed"]) for stage in ("before", "after")}
-    tsne_png(points["before"], points["after"], folder / "tsne.png", names=(s["source"], s["target"]),
-             title=f"{s['method']}: {s['source']} -> {s['target']} (t-SNE of the classifier's input features)")
+    run_pngs(result, keep, folder / "confusion.png", folder / "tsne.png")
 
 
 def cmd_adapt(args: argparse.Namespace, argv: list[str]) -> None:
-    from fewzero.adapt_runner import adapt, build_backbone, check_settings, load_data, load_target_test
+    from fewzero.adapt_runner import adapt
+    from fewzero.adapt_setup import build_backbone, check_settings, load_data, load_target_test
     from fewzero.run_folder import RunFolder
     from fewzero.runlog import RunLog
 

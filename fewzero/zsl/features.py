@@ -1,10 +1,12 @@
 """Image features for zero-shot learning: a backbone trained on seen-class training images only.
 
     features, info = image_features(images, labels, train_index, forbidden_classes=unseen)
+    features, info = image_features(..., heads="classes+attributes+rotation", weighting="uncertainty",
+                                    class_attributes=attributes)   # multi-task (fewzero.multitask)
 
-The backbone and a linear head are trained with plain cross-entropy on ``images[train_index]`` (light
-augmentation: random crops of a padded image and horizontal flips), then every image is embedded (averaged with
-its mirror image). Images of ``forbidden_classes`` (the unseen classes) in ``train_index`` are refused, so no
+The backbone is trained on ``images[train_index]`` (light augmentation: random crops of a padded image and
+horizontal flips) with cross-entropy over the seen classes, optionally beside attribute regression and rotation
+prediction heads, then every image is embedded (averaged with its mirror image). Images of ``forbidden_classes`` (the unseen classes) in ``train_index`` are refused, so no
 unseen image can shape the features. Results are cached as ``.npz`` keyed by the images and every setting.
 """
 from __future__ import annotations
@@ -19,8 +21,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from torch.nn.parallel import DistributedDataParallel
-
 from fewzero.atomic import atomic_path
 from fewzero.distributed import AgreedError, rank_and_world
 from fewzero.errors import FewzeroError
@@ -28,6 +28,7 @@ from fewzero.paths import user_cache_dir
 from fewzero.registry import BACKBONES
 
 FEATURE_BACKBONES = ("resnet_small", "conv4")
+FEATURE_HEADS = ("classes", "attributes", "rotation")
 
 
 def _training_batch(images: torch.Tensor, index: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -52,70 +53,124 @@ def _build(backbone: str) -> nn.Module:
     return BACKBONES.create(backbone, in_channels=3)
 
 
+def _rotated(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 3, S, S) -> each image turned by a random multiple of 90 degrees, and the (B,) number of turns."""
+    turns = torch.randint(0, 4, (len(x),), generator=generator)
+    return torch.stack([img.rot90(int(k), (1, 2)) for img, k in zip(x, turns)]), turns
+
+
+def parse_heads(heads: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``"classes+attributes"`` or a sequence of head names -> a tuple in canonical order, checked."""
+    names = tuple(h.strip() for h in (heads.split("+") if isinstance(heads, str) else heads) if h.strip())
+    unknown = [h for h in names if h not in FEATURE_HEADS]
+    if unknown or not names:
+        raise FewzeroError(f"unknown feature head {unknown[0] if unknown else '(none)'!r}: choose from "
+                           f"{', '.join(FEATURE_HEADS)}, joined with '+' (e.g. classes+attributes+rotation)")
+    if "classes" not in names and "attributes" not in names:
+        raise FewzeroError("the feature backbone needs a class-level task: add 'classes' or 'attributes' to heads")
+    return tuple(h for h in FEATURE_HEADS if h in names)
+
+
+def _tasks(heads: tuple[str, ...], dim: int, n_classes: int, attribute_targets: torch.Tensor | None) -> tuple:
+    """The heads and ``Task``s of the feature backbone's multi-task training."""
+    from fewzero.multitask import Task, accuracy
+
+    made, tasks = {}, {}
+    if "classes" in heads:
+        made["classes"], tasks["classes"] = nn.Linear(dim, n_classes), Task(F.cross_entropy, metric=accuracy)
+    if "attributes" in heads:
+        made["attributes"], tasks["attributes"] = nn.Linear(dim, attribute_targets.shape[1]), Task(F.mse_loss)
+    if "rotation" in heads:
+        made["rotation"], tasks["rotation"] = nn.Linear(dim, 4), Task(F.cross_entropy, metric=accuracy)
+    return made, tasks
+
+
 def train_backbone(images: torch.Tensor, labels: torch.Tensor, train_index: torch.Tensor,
                    backbone: str = "resnet_small", epochs: int = 30, batch_size: int = 64, lr: float = 0.05,
-                   weight_decay: float = 5e-4, pad: int = 4, seed: int = 0, progress: bool = True
-                   ) -> tuple[nn.Module, torch.Tensor, torch.Tensor, dict]:
-    """Train ``backbone`` + a linear head with cross-entropy on ``images[train_index]`` only.
+                   weight_decay: float = 5e-4, pad: int = 4, seed: int = 0, progress: bool = True, *,
+                   heads: str | tuple[str, ...] = ("classes",), weighting: str = "fixed",
+                   head_weights: dict[str, float] | None = None, class_attributes: torch.Tensor | None = None,
+                   rotation_fraction: float = 0.5, log=None) -> tuple[nn.Module, torch.Tensor, torch.Tensor, dict]:
+    """Train ``backbone`` with ``fewzero.multitask`` heads on ``images[train_index]`` only.
 
-    SGD with momentum 0.9 and a cosine learning-rate schedule; inputs are standardised with the per-channel
-    mean and std of the training images. In a torchrun process group the processes share each batch
-    (DistributedDataParallel); on CPU batch norm then normalises each process's share by itself.
+    Heads: ``classes`` (cross-entropy over the seen classes), ``attributes`` (squared error regressing each image's
+    class attribute vector ``class_attributes[label]``, every attribute standardised over the training classes)
+    and ``rotation`` (Gidaris et al. 2019: a ``rotation_fraction`` of each batch, turned by 0/90/180/270 degrees,
+    goes through the backbone in the same batch and a 4-way head predicts the turn). Losses are combined by
+    ``weighting`` (``fixed`` with ``head_weights``, ``uncertainty`` or ``gradnorm``). SGD with momentum 0.9 and a
+    one-cycle cosine learning rate; inputs standardised with the training images' channel mean and std. Under
+    torchrun the processes share each batch (DistributedDataParallel); on CPU batch norm then normalises each
+    process's share by itself.
 
     Returns:
-        the trained backbone (eval mode), channel mean (3,), channel std (3,), and a dict of training facts.
+        the trained backbone (eval mode), channel mean (3,), channel std (3,), and a dict of training facts
+        (with the per-epoch, per-task losses and metrics under ``history``).
     """
+    from fewzero.multitask import MultiTaskModel, MultiTaskTrainer
+
+    heads = parse_heads(heads)
     if train_index.numel() == 0:
         raise FewzeroError("no training images for the feature backbone: the seen classes have no trainval images")
+    if "attributes" in heads and class_attributes is None:
+        raise FewzeroError("the attributes head needs class_attributes (one attribute vector per class)")
+    if not 0 < rotation_fraction <= 1:
+        raise FewzeroError(f"rotation_fraction is {rotation_fraction}: it must be in (0, 1]")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     classes, targets = labels[train_index].unique(return_inverse=True)
+    attribute_targets = None
+    if "attributes" in heads:
+        rows = torch.as_tensor(class_attributes).float()[classes]
+        attribute_targets = (rows - rows.mean(0)) / rows.std(0).clamp_min(1e-6)
     train = images[train_index].float().div_(255.0)
     mean, std = train.mean((0, 2, 3)), train.std((0, 2, 3)).clamp_min(1e-3)
     del train
     net = _build(backbone)
     with torch.no_grad():
         dim = net(torch.zeros(2, *images.shape[1:])).shape[1]
-    head = nn.Linear(dim, len(classes))
-    model = nn.Sequential(net, head)
+    made, tasks = _tasks(heads, dim, len(classes), attribute_targets)
+    model = MultiTaskModel(net, made)
     rank, world = rank_and_world()
     if batch_size % world:
         raise AgreedError(f"batch_size ({batch_size}) must be a multiple of the number of processes ({world})")
-    # under torchrun: DDP, each process takes every world-th image of each batch (the whole batch's augmentation is
-    # drawn in every process, so that together they train on exactly the batches of one process)
-    trained = model if world == 1 else DistributedDataParallel(model)
     steps = epochs * max(1, len(train_index) // batch_size)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1),
                                                    pct_start=0.15, anneal_strategy="cos")
+    # under torchrun: DDP, each process takes every world-th image of each batch (the whole batch's augmentation is
+    # drawn in every process, so that together they train on exactly the batches of one process)
+    trainer = MultiTaskTrainer(model, tasks, weighting=weighting, weights=head_weights, optimizer=optimizer,
+                               scheduler=schedule, log=log)
     from tqdm import tqdm
 
-    started, step, correct, seen = time.perf_counter(), 0, 0, 0
-    trained.train()
+    started, history = time.perf_counter(), []
+    n_rotated = max(1, round(rotation_fraction * batch_size))
     with tqdm(total=steps, desc=f"training {backbone} features", disable=not progress or rank > 0, leave=False) as bar:
         for _ in range(epochs):
             order = torch.randperm(len(train_index), generator=generator)
-            correct = seen = 0  # accuracy on the augmented batches of the last epoch
             for b in range(max(1, len(order) // batch_size)):  # the last incomplete batch is dropped
                 pick = order[b * batch_size:(b + 1) * batch_size]
                 x = (_training_batch(images, train_index[pick], pad, generator) - mean[:, None, None]) \
                     / std[:, None, None]
+                batch = {}
+                if "rotation" in heads:
+                    turned, turns = _rotated(x[:n_rotated], generator)
+                    batch["rotation"] = (turned[rank::world], turns[rank::world])
                 x, pick = x[rank::world], pick[rank::world]
-                logits = trained(x)
-                loss = F.cross_entropy(logits, targets[pick])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                step += 1
-                correct += int((logits.argmax(1) == targets[pick]).sum())
-                seen += len(pick)
+                if "classes" in heads:
+                    batch["classes"] = (x, targets[pick])
+                if "attributes" in heads:
+                    batch["attributes"] = (x, attribute_targets[targets[pick]])
+                losses = trainer.step(batch)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{losses['total']:.3f}")
+            history.append(trainer.end_epoch())
     net.eval()
-    facts = {"train_seconds": round(time.perf_counter() - started, 1), "steps": step,
+    last = history[-1]
+    facts = {"train_seconds": round(time.perf_counter() - started, 1), "steps": trainer.steps,
              "train_images": int(train_index.numel()), "train_classes": int(len(classes)), "processes": world,
-             "final_loss": round(loss.item(), 4), "last_epoch_train_accuracy": round(100.0 * correct / max(seen, 1), 2)}
+             "final_loss": round(losses["total"], 4),
+             "last_epoch_train_accuracy": last.get("classes/metric"), "history": history}
     return net, mean, std, facts
 
 
@@ -143,8 +198,13 @@ def _cache_file(images: torch.Tensor, train_index: torch.Tensor, settings: dict)
 def image_features(images: torch.Tensor, labels: torch.Tensor, train_index: torch.Tensor,
                    forbidden_classes: torch.Tensor | None = None, backbone: str = "resnet_small",
                    epochs: int = 30, batch_size: int = 64, lr: float = 0.05, seed: int = 0, cache: bool = True,
-                   progress: bool = True) -> tuple[torch.Tensor, dict]:
+                   progress: bool = True, *, heads: str | tuple[str, ...] = ("classes",), weighting: str = "fixed",
+                   head_weights: dict[str, float] | None = None, class_attributes: torch.Tensor | None = None,
+                   log=None) -> tuple[torch.Tensor, dict]:
     """Features of every image from a backbone trained on ``images[train_index]``, cached on disk.
+
+    ``heads``, ``weighting``, ``head_weights`` and ``class_attributes`` choose the multi-task training (see
+    ``train_backbone``); ``log`` (a ``RunLog``) receives the per-epoch, per-task metrics of a training run.
 
     Args:
         images: (n, 3, S, S) uint8.
@@ -164,6 +224,13 @@ def image_features(images: torch.Tensor, labels: torch.Tensor, train_index: torc
     settings = {"backbone": backbone, "input_size": list(images.shape[1:]), "epochs": epochs,
                 "batch_size": batch_size, "lr": lr, "seed": seed, "augmentation": "pad-4 random crop, flip",
                 "loss": "cross-entropy", "version": 1}
+    heads = parse_heads(heads)
+    if heads != ("classes",) or weighting != "fixed" or head_weights:  # plain cross-entropy keeps its old key
+        settings.update(loss="multi-task", heads="+".join(heads), weighting=weighting,
+                        head_weights=dict(sorted((head_weights or {}).items())), rotation_fraction=0.5)
+        if "attributes" in heads and class_attributes is not None:
+            settings["attribute_targets"] = hashlib.sha256(
+                np.ascontiguousarray(torch.as_tensor(class_attributes).float().numpy()).tobytes()).hexdigest()[:16]
     path = user_cache_dir() / "zsl_features" / _cache_file(images, train_index, settings)
     if cache and path.is_file():
         try:
@@ -175,7 +242,8 @@ def image_features(images: torch.Tensor, labels: torch.Tensor, train_index: torc
             pass
         path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
     net, mean, std, facts = train_backbone(images, labels, train_index, backbone, epochs, batch_size, lr,
-                                           seed=seed, progress=progress)
+                                           seed=seed, progress=progress, heads=heads, weighting=weighting,
+                                           head_weights=head_weights, class_attributes=class_attributes, log=log)
     started = time.perf_counter()
     features = embed(net, images, mean, std, progress=progress)
     facts = {**settings, **facts, "embed_seconds": round(time.perf_counter() - started, 1),

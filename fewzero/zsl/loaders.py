@@ -28,8 +28,9 @@ def zero_shot_datasets() -> list[str]:
 
 def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | None = None, progress: bool = True,
                image_size: int = 64, bbox_crop: bool = True, backbone: str = "resnet_small", epochs: int = 30,
-               lr: float = 0.05, seed: int = 0, batch_size: int = 64, text_source: str = "both", text_model: str = "all-MiniLM-L6-v2",
-               val_split: int = 1, cache: bool = True) -> ZeroShotData:
+               lr: float = 0.05, seed: int = 0, batch_size: int = 64, text_source: str = "both",
+               text_model: str = "all-MiniLM-L6-v2", val_split: int = 1, cache: bool = True,
+               heads: str = "classes", weighting: str = "fixed", class_split_seed: int = 0) -> ZeroShotData:
     """CUB-50: the images of CUB classes 001-050 under the proposed split, as learned features + semantics.
 
     Args:
@@ -38,6 +39,12 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
         backbone, epochs, lr, seed, batch_size: the feature backbone's training (seen-class trainval images only).
         text_source: ``names``, ``descriptions`` or ``both`` (descriptors_cub.json) for text semantics.
         val_split: ``valclasses<k>.txt`` of xlsa17/CUB gives the validation classes (0: none).
+        heads, weighting: the feature backbone's multi-task heads (``classes``, ``attributes``, ``rotation``
+            joined by ``+``) and loss weighting (``fixed``, ``uncertainty``, ``gradnorm``); see
+            ``fewzero.zsl.features.train_backbone``. The attributes head regresses CUB's class attributes.
+        class_split_seed: 0 keeps the proposed split; k >= 1 draws a seeded random split (``random_class_split``):
+            10 unseen classes, 8 validation classes among the 40 seen, and a fifth of each seen class's images
+            as its test images.
     """
     from fewzero.data.cub import TEST_SEEN, TEST_UNSEEN, TRAINVAL, load_cub
     from fewzero.data.semantics import cub_attributes, cub_text
@@ -47,26 +54,30 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
     if semantics not in SEMANTICS:
         raise FewzeroError(f"unknown semantics {semantics!r}: choose one of {', '.join(SEMANTICS)}")
     cub = load_cub(data_root, classes=range(1, 51), image_size=image_size, bbox_crop=bbox_crop, progress=progress)
-    train = (cub.split == TRAINVAL).nonzero().squeeze(1)
+    role, random_val = cub.split, None
+    if class_split_seed:
+        role, random_val = random_class_split(cub.labels, class_split_seed)
+    train = (role == TRAINVAL).nonzero().squeeze(1)
     seen = cub.labels[train].unique()
-    unseen = cub.labels[cub.split == TEST_UNSEEN].unique()
+    unseen = cub.labels[role == TEST_UNSEEN].unique()
     features, facts = image_features(cub.images, cub.labels, train, forbidden_classes=unseen, backbone=backbone,
                                      epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, cache=cache,
-                                     progress=progress)
+                                     progress=progress, heads=heads, weighting=weighting,
+                                     class_attributes=cub_attributes(cub.class_names, data_root))
     if semantics == "attributes":
         matrix, described = cub_attributes(cub.class_names, data_root), "CUB class attributes (312, L2-normalised)"
     else:
         matrix = cub_text(cub.class_names, text_source, text_model, data_root, progress=False)
         described = f"text: {text_source} (descriptors_cub.json), {text_model}"
-    val_classes = None
-    if val_split:
+    val_classes = random_val
+    if val_split and not class_split_seed:
         path = dataset_folder("CUB", data_root) / f"valclasses{val_split}.txt"
         if not path.is_file():
             raise FewzeroError(f"{path} is missing: put the xlsa17 class lists there, or use --set val_split=0")
         listed = set(path.read_text().split())
         kept = [i for i in seen.tolist() if cub.class_names[i] in listed]
         val_classes = torch.tensor(kept, dtype=torch.long) if kept else None
-    pick = lambda code: cub.split == code  # noqa: E731
+    pick = lambda code: role == code  # noqa: E731
     return ZeroShotData(
         semantics=matrix, class_names=cub.class_names, seen_classes=seen, unseen_classes=unseen,
         train_x=features[train], train_y=cub.labels[train],
@@ -76,7 +87,34 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
         info={"dataset": "cub50", "semantics": described, "backbone": facts["backbone"],
               "input_size": facts["input_size"], "epochs": facts["epochs"],
               "feature_train_seconds": facts["train_seconds"], "bbox_crop": bbox_crop, "val_split": val_split,
-              "features": facts})
+              "class_split_seed": class_split_seed, "features": facts})
+
+
+def random_class_split(labels: torch.Tensor, seed: int, n_unseen: int = 10, n_val: int = 8,
+                       test_fraction: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random zero-shot split of the classes in ``labels`` (n,) -> ((n,) role per image, val classes).
+
+    ``n_unseen`` classes become unseen (all their images test unseen); ``n_val`` of the others are validation
+    classes; of every seen class a seeded ``test_fraction`` of its images (at least one) is test seen, the rest
+    trainval. Roles use ``fewzero.data.cub``'s codes.
+    """
+    from fewzero.data.cub import TEST_SEEN, TEST_UNSEEN, TRAINVAL
+
+    classes = labels.unique()
+    if classes.numel() < n_unseen + n_val + 2:
+        raise FewzeroError(f"{classes.numel()} classes cannot make {n_unseen} unseen, {n_val} validation and two "
+                           f"more seen classes: use more classes")
+    generator = torch.Generator().manual_seed(int(seed))
+    order = classes[torch.randperm(classes.numel(), generator=generator)]
+    seen = order[n_unseen:]  # order[:n_unseen] are the unseen classes
+    val = seen[torch.randperm(seen.numel(), generator=generator)[:n_val]].sort().values
+    role = torch.full_like(labels, TEST_UNSEEN)
+    for cls in seen.sort().values.tolist():
+        items = (labels == cls).nonzero().flatten()
+        items = items[torch.randperm(items.numel(), generator=generator)]
+        n_test = max(1, round(test_fraction * items.numel()))
+        role[items[:n_test]], role[items[n_test:]] = TEST_SEEN, TRAINVAL
+    return role, val
 
 
 def _check_options(func, dataset: str, options: dict) -> None:

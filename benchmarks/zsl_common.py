@@ -34,18 +34,20 @@ GRIDS = {
     "ale": {"lr": [1e-4, 1e-3, 1e-2], "weight_decay": [0.0, 1e-4]},
     "devise": {"lr": [1e-4, 1e-3, 1e-2], "margin": [0.1, 0.5]},
     "sje": {"lr": [1e-4, 1e-3, 1e-2], "weight_decay": [0.0, 1e-4]},
+    "gcnzsl": {"propagation": ["gcn", "dgp"]},
 }
 
 
-def make_learner(name: str, params: dict, seed: int):
+def make_learner(name: str, params: dict, seed: int, fixed: dict | None = None):
+    """``name`` with the tuned ``params``, the run's ``seed`` and ``fixed`` arguments (e.g. a class graph)."""
     from fewzero.registry import ZERO_SHOT
 
     if "seed" in ZERO_SHOT.parameters(name):
         params = {"seed": seed, **params}
-    return ZERO_SHOT.create(name, **params)
+    return ZERO_SHOT.create(name, **params, **(fixed or {}))
 
 
-def tune(name: str, data, seed: int = 0) -> dict:
+def tune(name: str, data, seed: int = 0, fixed: dict | None = None) -> dict:
     """The grid point with the best validation T1 (computed by the shared evaluator on training items only), found
     by ``fewzero.tune``'s grid search over ``GRIDS[name]``; ties keep the earlier point."""
     from fewzero.evaluate_zsl import evaluate_zero_shot
@@ -56,7 +58,7 @@ def tune(name: str, data, seed: int = 0) -> dict:
     trials = []
 
     def objective(params: dict) -> float:
-        report = evaluate_zero_shot(make_learner(name, params, seed), problem, seed=seed, calibrate=False)
+        report = evaluate_zero_shot(make_learner(name, params, seed, fixed), problem, seed=seed, calibrate=False)
         trials.append({"params": params, "val_t1": round(report.t1, 2), "val_h": round(report.h, 2)})
         return trials[-1]["val_t1"]
 
@@ -69,23 +71,29 @@ def tune(name: str, data, seed: int = 0) -> dict:
             "val_fit_classes": problem.seen_classes.numel()}
 
 
-def run_learners(data, seed: int, do_tune: bool, curve_dir=None, names=None, label: str = "") -> dict:
-    """Every registered zero-shot learner (or ``names``) tuned, fitted and evaluated: name -> result dict."""
+def run_learners(data, seed: int, do_tune: bool, curve_dir=None, names=None, label: str = "",
+                 fixed: dict | None = None) -> dict:
+    """Every registered zero-shot learner (or ``names``) tuned, fitted and evaluated: name -> result dict.
+
+    ``fixed`` maps a learner name to constructor arguments it always gets (not tuned), e.g. gcnzsl's graph."""
     from fewzero.evaluate_zsl import evaluate_zero_shot
     from fewzero.registry import ZERO_SHOT
 
     results = {}
     for name in names or ZERO_SHOT.available():
         started = time.perf_counter()
-        tuning = tune(name, data, seed) if do_tune else {"params": {}, "trials": []}
-        curve = None if curve_dir is None else curve_dir / f"{name}_{label}.png"
-        report = evaluate_zero_shot(make_learner(name, tuning["params"], seed), data, seed=seed, curve_path=curve)
+        extra = (fixed or {}).get(name)
+        tuning = tune(name, data, seed, extra) if do_tune else {"params": {}, "trials": []}
+        curve = None if curve_dir is None else curve_dir / f"{name}_{label.replace('+', '_')}.png"
+        report = evaluate_zero_shot(make_learner(name, tuning["params"], seed, extra), data, seed=seed,
+                                    curve_path=curve)
         print(f"{label:>10} {name:>7}: {report}", flush=True)
         results[name] = {
             "t1": report.t1, "u": report.u, "s": report.s, "h": report.h, "calibrated_u": report.calibrated_u,
             "calibrated_s": report.calibrated_s, "calibrated_h": report.calibrated_h, "gamma": report.gamma,
             "ausuc": report.ausuc, "calibration": report.calibration, "params": tuning["params"],
             "tuning_trials": tuning["trials"], "per_class_t1": report.per_class_t1,
+            "val_t1": max((t["val_t1"] for t in tuning["trials"]), default=None),
             "curve_png": report.curve_png, "seconds": round(time.perf_counter() - started, 1)}
     return results
 

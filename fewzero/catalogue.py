@@ -32,7 +32,7 @@ FEW_SHOT_LEARNERS = {
     "ensemble": "fewzero.ensemble.fewshot",
 }
 ZERO_SHOT_LEARNERS = {name: f"fewzero.zsl.{name}" for name in
-                      ("dap", "eszsl", "ale", "devise", "sje", "sae", "fclswgan", "cvae")}
+                      ("dap", "eszsl", "ale", "devise", "sje", "sae", "fclswgan", "cvae", "tfvaegan", "gcnzsl")}
 BUILTIN_BACKBONES = {
     "conv4": "fewzero.backbones.conv4",
     "conv4_strided": "fewzero.backbones.conv4_strided",

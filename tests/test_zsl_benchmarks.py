@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,18 +53,33 @@ def test_gbu_without_features_says_what_to_do(tmp_path):
         load_script("zsl_gbu").main(["--data-root", str(tmp_path), "--datasets", "SUN", "--out", str(tmp_path / "x")])
 
 
-def test_cub50_benchmark_writes_both_semantics(tmp_path, data_root):
-    out = tmp_path / "zsl_cub50"
-    load_script("zsl_cub").main(["--image-size", "16", "--epochs", "1", "--no-bbox-crop", "--methods", "eszsl", "dap",
-                             "--no-tune", "--out", str(out)])
+def test_cub50_benchmark_writes_ablation_three_semantics_headline_seeds_and_random_splits(tmp_path, data_root):
+    out, cache = tmp_path / "zsl_cub50", tmp_path / "cache.json"
+    argv = ["--image-size", "16", "--epochs", "1", "--no-bbox-crop", "--methods", "eszsl", "dap", "--no-tune",
+            "--ablation", "CE", "CE + attributes", "--ablation-methods", "eszsl", "--splits", "1",
+            "--out", str(out), "--cache", str(cache)]
+    script = load_script("zsl_cub")
+    script.main(argv)
     report = json.loads(out.with_suffix(".json").read_text())
-    assert set(report["results"]) == {"attributes", "text"}
-    for kind in ("attributes", "text"):
+    assert set(report["ablation"]) == {"CE", "CE + attributes"}
+    assert report["chosen_features"]["heads"] in ("classes", "classes+attributes")
+    assert set(report["results"]) == {"attributes", "text", "attributes+text"}
+    for kind in report["results"]:
         assert set(report["results"][kind]) == {"eszsl", "dap"}
         r = report["results"][kind]["eszsl"]
         assert 0 <= r["t1"] <= 100 and abs(r["h"] - 2 * r["u"] * r["s"] / max(r["u"] + r["s"], 1e-9)) < 1e-6
         assert Path(r["curve_png"]).is_file()
+    assert all(len(runs) == 3 for runs in report["headline"].values()) and report["headline"]
+    assert set(report["splits"]) == {"1"}
+    assert report["splits"]["1"]["unseen_classes"] != report["dataset"]["unseen_classes"]
     assert report["features"]["epochs"] == 1 and report["features"]["input_size"] == [3, 16, 16]
     assert report["dataset"]["seen"] == 40 and report["dataset"]["unseen"] == 10
     table = out.with_suffix(".md").read_text()
-    assert "different protocol" in table and "| eszsl |" in table and "## Provenance" in table
+    assert re.search(r"Best T1: [0-9.]+ \(\w+, [\w+]+\); best calibrated H: [0-9.]+ \(\w+, [\w+]+\)", table)
+    for part in ("different protocol", "| eszsl |", "## Provenance", "## Which feature heads", "random 40/10",
+                 "## Headline rows over 3 seeds"):
+        assert part in table
+    # a second run takes every result from the cache: nothing is trained or evaluated again
+    script.run_learners = lambda *a, **k: pytest.fail("a cached result was computed again")
+    script.main(argv)
+    assert json.loads(out.with_suffix(".json").read_text())["splits"] == report["splits"]

@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="MAML family: normalise queries with their own batch statistics (transductive, the "
                           "paper's choice and the default) or with the support set's (inductive)")
     zero = ev.add_argument_group("zero-shot methods")
-    zero.add_argument("--semantics", default=None, choices=("attributes", "text"),
+    zero.add_argument("--semantics", default=None, choices=("attributes", "text", "attributes+text"),
                       help="class semantics (default: attributes)")
 
     tune = sub.add_parser("tune", help="search a learner's hyper-parameters on validation data (Optuna); "
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", default=None, help="study folder (default: runs/tune_<method>_<dataset>)")
     tune.add_argument("--metric", default=None, choices=("accuracy", "t1", "h"),
                       help="what a trial maximises: accuracy (few-shot), t1 (default) or h (zero-shot)")
-    tune.add_argument("--semantics", default=None, choices=("attributes", "text"),
+    tune.add_argument("--semantics", default=None, choices=("attributes", "text", "attributes+text"),
                       help="zero-shot class semantics (default: attributes)")
     tune.add_argument("--split", default=None, help="few-shot dataset split scheme")
     tune.add_argument("--checkpoint", default=None, help="pretrained backbone of a transfer learner (default: the "

@@ -3,9 +3,11 @@
     cub_attributes(["001.Black_footed_Albatross", ...])        # (n, 312) from class_attribute_labels_continuous.txt
     text_embeddings(["Black-footed Albatross", ...])           # (n, 384), see fewzero.data.text_embeddings
     cub_text(["001.Black_footed_Albatross", ...], source="both")  # names + descriptors_cub.json
+    cub_semantics("attributes+text", ["001.Black_footed_Albatross", ...])  # -> (matrix, one-line description)
 
-Both kinds are interchangeable for every zero-shot learner: a ``(n_classes, dim)`` float tensor whose rows follow
-the given class order.
+Every kind is interchangeable for every zero-shot learner: a ``(n_classes, dim)`` float tensor whose rows follow
+the given class order. ``cub_semantics`` builds text semantics with prompt ensembles and a pooling from
+``fewzero.data.text_semantics``; ``cub_text`` keeps the plain single-template average.
 """
 from __future__ import annotations
 
@@ -18,10 +20,16 @@ import numpy as np
 import torch
 
 from fewzero.data.text_embeddings import DEFAULT_TEXT_MODEL, text_embeddings
+from fewzero.data.text_semantics import (BARE_TEMPLATES, DEFAULT_TEXT_POOLING, DESCRIPTOR_TEMPLATES, NAME_TEMPLATES,
+                                         TEXT_POOLINGS, TEXT_SOURCES, check_pooling, concat_blocks, text_class_matrix)
 from fewzero.errors import DataNotFoundError, FewzeroError
 from fewzero.paths import resolve_data_root
 
-TEXT_SOURCES = ("names", "descriptions", "both")
+SEMANTICS_KINDS = ("attributes", "text", "attributes+text")
+__all__ = ["DEFAULT_TEXT_MODEL", "DEFAULT_TEXT_POOLING", "SEMANTICS_KINDS", "TEXT_POOLINGS", "TEXT_SOURCES",
+           "check_semantics", "class_text_semantics", "cub_attributes", "cub_class_folders", "cub_descriptions",
+           "cub_semantics", "cub_text", "cub_text_semantics", "l2_normalize", "readable_name", "text_embeddings",
+           "xlsa17_attributes"]
 
 
 def l2_normalize(matrix: torch.Tensor) -> torch.Tensor:
@@ -162,3 +170,57 @@ def cub_text(classes: Sequence[str], source: str = "both", model: str = DEFAULT_
         return class_text_semantics(names, None, "names", model, progress)
     names, descs = cub_descriptions(classes, data_root)
     return class_text_semantics(names, descs, source, model, progress)
+
+
+def cub_text_semantics(classes: Sequence[str], source: str = "both", model: str = DEFAULT_TEXT_MODEL,
+                       pooling: str = DEFAULT_TEXT_POOLING, data_root: str | os.PathLike | None = None,
+                       progress: bool = False) -> torch.Tensor:
+    """Prompt-ensembled text semantics of CUB class folders (``text_class_matrix``). (len(classes), dim)."""
+    check_pooling(pooling)
+    if source == "names":
+        try:
+            names, descs = cub_descriptions(classes, data_root)
+        except DataNotFoundError:
+            names, descs = [readable_name(c) for c in classes], None
+    else:
+        names, descs = cub_descriptions(classes, data_root)
+    embed = lambda texts: text_embeddings(texts, model, progress=progress).numpy()  # noqa: E731
+    matrix = torch.from_numpy(text_class_matrix(names, descs, embed, source, pooling)).float()
+    return check_semantics(matrix, list(classes))
+
+
+def cub_semantics(kind: str, class_names: Sequence[str], *, data_root: str | os.PathLike | None = None,
+                  text_source: str = "both", text_model: str = DEFAULT_TEXT_MODEL,
+                  text_pooling: str = DEFAULT_TEXT_POOLING, progress: bool = False) -> tuple[torch.Tensor, str]:
+    """Class semantics of CUB class folders and a one-line description of them for reports.
+
+    Args:
+        kind: ``attributes`` (CUB's 312 class attributes, L2-normalised), ``text`` (``cub_text_semantics``) or
+            ``attributes+text``: ``[a / sqrt(2), t / sqrt(2)]`` with ``a`` and ``t`` the L2-normalised attribute
+            and text rows, so both blocks have norm 1/sqrt(2) and count equally, and every row has unit norm.
+        class_names: class folders, e.g. ``["001.Black_footed_Albatross", ...]``; rows follow this order.
+        text_source, text_model, text_pooling: the text part (``TEXT_SOURCES``, a sentence-transformers model,
+            ``TEXT_POOLINGS``).
+
+    Returns:
+        ((len(class_names), dim) float32, description).
+    """
+    if kind not in SEMANTICS_KINDS:
+        raise FewzeroError(f"unknown semantics {kind!r}: choose one of {', '.join(SEMANTICS_KINDS)}")
+    check_pooling(text_pooling)
+    if text_source not in TEXT_SOURCES:
+        raise FewzeroError(f"unknown text source {text_source!r}: choose one of {', '.join(TEXT_SOURCES)}")
+    parts, said = [], []
+    if kind in ("attributes", "attributes+text"):
+        parts.append(cub_attributes(class_names, data_root))
+        said.append("CUB class attributes (312, L2-normalised)")
+    if kind in ("text", "attributes+text"):
+        parts.append(cub_text_semantics(class_names, text_source, text_model, text_pooling, data_root, progress))
+        prompts = {"names": f"{len(NAME_TEMPLATES)} name", "descriptions": f"{len(BARE_TEMPLATES)} descriptor",
+                   "both": f"{len(NAME_TEMPLATES)} name + {len(DESCRIPTOR_TEMPLATES)} descriptor"}[text_source]
+        said.append(f"text: {text_source} (descriptors_cub.json), {text_model}, {prompts} prompt templates, "
+                    f"{text_pooling} pooling ({parts[-1].shape[1]})")
+    if len(parts) == 1:
+        return parts[0], said[0]
+    matrix = torch.from_numpy(concat_blocks([p.double().numpy() for p in parts])).float()
+    return matrix, f"attributes+text, each block L2-normalised and weighted 1/sqrt(2): {said[0]} + {said[1]}"

@@ -10,7 +10,9 @@ from fewzero.zsl.dap import DAP
 from fewzero.zsl.devise import DeViSE
 from fewzero.zsl.eszsl import ESZSL
 from fewzero.zsl.fclswgan import FCLSWGAN
+from fewzero.zsl.gcnzsl import GCNZSL
 from fewzero.zsl.sae import SAE
 from fewzero.zsl.sje import SJE
+from fewzero.zsl.tfvaegan import TFVAEGAN
 
-__all__ = ["ALE", "CVAE", "DAP", "DeViSE", "ESZSL", "FCLSWGAN", "SAE", "SJE", "ZeroShotLearner"]
+__all__ = ["ALE", "CVAE", "DAP", "DeViSE", "ESZSL", "FCLSWGAN", "GCNZSL", "SAE", "SJE", "TFVAEGAN", "ZeroShotLearner"]

@@ -134,7 +134,12 @@ class GenerativeLearner(ZeroShotLearner):
             if len(self._classifiers) >= MAX_CACHED:
                 self._classifiers.pop(next(iter(self._classifiers)))
             self._classifiers[key] = self._final_classifier(semantics)
-        return F.log_softmax(self._classifiers[key](self._scale(x)), 1)
+        return F.log_softmax(self._classifiers[key](self._classifier_input(self._scale(x))), 1)
+
+    def _classifier_input(self, scaled_x: torch.Tensor) -> torch.Tensor:
+        """What the final classifier sees of scaled (n, d) features, real or synthetic: the features here; a
+        subclass may transform them (TF-VAEGAN appends its decoder's latent embedding)."""
+        return scaled_x
 
     @torch.no_grad()
     def _final_classifier(self, semantics: torch.Tensor) -> nn.Linear:
@@ -145,11 +150,11 @@ class GenerativeLearner(ZeroShotLearner):
         row_of_class = torch.full((self.train_semantics_.shape[0],), -1, dtype=torch.long, device=semantics.device)
         row_of_class[match[seen]] = seen.nonzero().flatten()
         rows = row_of_class[self.train_y_]  # training items in their own order (relabelling-equivariant)
-        xs, ys = [self.train_x_[rows >= 0]], [rows[rows >= 0]]
+        xs, ys = [self._classifier_input(self.train_x_[rows >= 0])], [rows[rows >= 0]]
         unseen = (~seen).nonzero().flatten()
         if unseen.numel():
             fake, fake_y = self._synthesize(semantics[unseen], self.n_synthetic, self.seed + 1)
-            xs.append(fake)
+            xs.append(self._classifier_input(fake))
             ys.append(unseen[fake_y])
         return train_softmax(torch.cat(xs), torch.cat(ys), semantics.shape[0], self.classifier_epochs,
                              self.classifier_lr, self.batch_size, self.seed + 2, balanced=self.balance_classes)

@@ -16,7 +16,7 @@ import torch
 from fewzero.errors import FewzeroError
 from fewzero.data.zero_shot import ZeroShotData
 
-SEMANTICS = ("attributes", "text")
+SEMANTICS = ("attributes", "text", "attributes+text")  # fewzero.data.semantics.SEMANTICS_KINDS
 
 
 def zero_shot_datasets() -> list[str]:
@@ -29,15 +29,20 @@ def zero_shot_datasets() -> list[str]:
 def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | None = None, progress: bool = True,
                image_size: int = 64, bbox_crop: bool = True, backbone: str = "resnet_small", epochs: int = 30,
                lr: float = 0.05, seed: int = 0, batch_size: int = 64, text_source: str = "both",
-               text_model: str = "all-MiniLM-L6-v2", val_split: int = 1, cache: bool = True,
+               text_model: str = "all-MiniLM-L6-v2", text_pooling: str | None = None, val_split: int = 1,
+               cache: bool = True,
                heads: str = "classes", weighting: str = "fixed", class_split_seed: int = 0) -> ZeroShotData:
     """CUB-50: the images of CUB classes 001-050 under the proposed split, as learned features + semantics.
 
     Args:
-        semantics: ``attributes`` (CUB's class-level attributes, L2-normalised) or ``text`` (sentence embeddings).
+        semantics: ``attributes`` (CUB's class-level attributes, L2-normalised), ``text`` (sentence embeddings of
+            prompt-filled names and descriptors) or ``attributes+text`` (both blocks, each with norm 1/sqrt(2));
+            see ``fewzero.data.semantics.cub_semantics``.
         image_size, bbox_crop: input images (square crops around the bird's box by default).
         backbone, epochs, lr, seed, batch_size: the feature backbone's training (seen-class trainval images only).
         text_source: ``names``, ``descriptions`` or ``both`` (descriptors_cub.json) for text semantics.
+        text_pooling: how prompt-filled descriptors become one vector (``fewzero.data.text_semantics``; default
+            ``joined``).
         val_split: ``valclasses<k>.txt`` of xlsa17/CUB gives the validation classes (0: none).
         heads, weighting: the feature backbone's multi-task heads (``classes``, ``attributes``, ``rotation``
             joined by ``+``) and loss weighting (``fixed``, ``uncertainty``, ``gradnorm``); see
@@ -47,7 +52,7 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
             as its test images.
     """
     from fewzero.data.cub import TEST_SEEN, TEST_UNSEEN, TRAINVAL, load_cub
-    from fewzero.data.semantics import cub_attributes, cub_text
+    from fewzero.data.semantics import cub_attributes, cub_semantics
     from fewzero.data.xlsa17 import dataset_folder
     from fewzero.zsl.features import image_features
 
@@ -64,11 +69,9 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
                                      epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, cache=cache,
                                      progress=progress, heads=heads, weighting=weighting,
                                      class_attributes=cub_attributes(cub.class_names, data_root))
-    if semantics == "attributes":
-        matrix, described = cub_attributes(cub.class_names, data_root), "CUB class attributes (312, L2-normalised)"
-    else:
-        matrix = cub_text(cub.class_names, text_source, text_model, data_root, progress=False)
-        described = f"text: {text_source} (descriptors_cub.json), {text_model}"
+    pooling = {} if text_pooling is None else {"text_pooling": text_pooling}
+    matrix, described = cub_semantics(semantics, cub.class_names, data_root=data_root, text_source=text_source,
+                                      text_model=text_model, **pooling)
     val_classes = random_val
     if val_split and not class_split_seed:
         path = dataset_folder("CUB", data_root) / f"valclasses{val_split}.txt"

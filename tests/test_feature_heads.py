@@ -7,7 +7,7 @@ import torch
 from fewzero.data.cub import TEST_SEEN, TEST_UNSEEN, TRAINVAL
 from fewzero.errors import FewzeroError
 from fewzero.zsl import features as F
-from fewzero.zsl.loaders import load_zero_shot, random_class_split
+from fewzero.zsl.loaders import random_class_split
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -86,24 +86,13 @@ def test_random_class_splits_are_seeded_disjoint_and_keep_unseen_images_out_of_t
 
 
 def test_a_random_split_trains_multi_task_features_on_its_seen_training_images_only(data_root):
-    fetched = []
-    original = F._training_batch
+    from test_zsl_features import load_recording_training_images
 
-    def recording(images, index, pad, generator):
-        fetched.append(index.clone())
-        return original(images, index, pad, generator)
-
-    F._training_batch = recording
-    try:
-        data = load_zero_shot("cub50", "attributes", progress=False, cache=False, image_size=16, epochs=1,
-                              bbox_crop=False, class_split_seed=2, heads="classes+attributes+rotation")
-    finally:
-        F._training_batch = original
+    data, fetched = load_recording_training_images(class_split_seed=2, heads="classes+attributes+rotation")
     from fewzero.data.cub import load_cub
 
     cub = load_cub(classes=range(1, 51), image_size=16, bbox_crop=False, progress=False)
     role, val = random_class_split(cub.labels, 2)
-    fetched = torch.cat(fetched)
     assert set(role[fetched].tolist()) == {TRAINVAL}
     assert torch.equal(data.unseen_classes, cub.labels[role == TEST_UNSEEN].unique())
     assert torch.equal(data.val_classes, val)

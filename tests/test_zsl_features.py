@@ -17,22 +17,27 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
-@pytest.fixture(scope="module")
-def trained_on(data_root):
-    """Every image index the feature trainer fetched while building tiny CUB-50 features."""
-    seen_indices = []
+def load_recording_training_images(**options):
+    """(tiny CUB-50 features loaded with ``options``, every image index the feature trainer fetched meanwhile)."""
+    fetched = []
     original = F._training_batch
 
     def recording(images, index, pad, generator):
-        seen_indices.append(index.clone())
+        fetched.append(index.clone())
         return original(images, index, pad, generator)
 
     F._training_batch = recording
     try:
-        data = load_zero_shot("cub50", "attributes", progress=False, cache=False, **TINY)
+        data = load_zero_shot("cub50", "attributes", progress=False, cache=False, **TINY, **options)
     finally:
         F._training_batch = original
-    return data, torch.cat(seen_indices)
+    return data, torch.cat(fetched)
+
+
+@pytest.fixture(scope="module")
+def trained_on(data_root):
+    """Every image index the feature trainer fetched while building tiny CUB-50 features."""
+    return load_recording_training_images()
 
 
 def test_feature_backbone_sees_only_seen_class_training_images(trained_on):

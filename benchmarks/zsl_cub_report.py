@@ -76,9 +76,10 @@ def semantics_tables(out: dict) -> list[str]:
 def headline_section(out: dict) -> list[str]:
     if not out.get("headline"):
         return []
-    lines = ["## Headline rows over 3 seeds", "",
-             "The best-T1 and best-calibrated-H rows and the best generator and embedding learner of each semantics, "
-             "rerun with learner seeds 0, 1, 2 (the seed of the learner, of its validation hold-out and of "
+    runs = len(next(iter(out["headline"].values())))
+    lines = [f"## Headline rows over {runs} seeds", "",
+             f"Rows ({out.get('headline_selection', 'best T1, best calibrated H')}) "
+             f"rerun with learner seeds 0-{runs - 1} (the seed of the learner, of its validation hold-out and of "
              "calibration; same features). Mean ± std.", "",
              "| learner | semantics | T1 | H | cal. H |", "| --- | --- | --- | --- | --- |"]
     for key, runs in out["headline"].items():

@@ -20,6 +20,11 @@ SMALL = {"fclswgan": {"hidden_dim": 256}, "cvae": {"hidden_dim": 256},
          "tfvaegan": {"hidden_dim": 256, "epochs": 10}}  # its feedback loop makes a step about 1.3x dearer
 
 
+# the learning contract keeps the defaults, except TF-VAEGAN's 1024-wide feedback module, which dominates its time
+# on 32-d features (4x slower than f-CLSWGAN there, 1.2x on CUB-50's 256-d ones); 256 wide it learns the same
+LEARNING = {"tfvaegan": {"hidden_dim": 256}}
+
+
 def create(method: str):
     return ZERO_SHOT.create(method, **SMALL.get(method, {}))
 
@@ -72,7 +77,7 @@ def test_sae_solves_its_sylvester_equation(problem):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_contract_learns_a_linear_zero_shot_problem(problem, method):
-    model = ZERO_SHOT.create(method)
+    model = ZERO_SHOT.create(method, **LEARNING.get(method, {}))
     assert model.fit(problem["x"], problem["y"], problem["s"]) is model
     scores = model(problem["test_x"], problem["unseen_s"])
     assert scores.shape == (len(problem["test_x"]), len(problem["unseen_s"]))

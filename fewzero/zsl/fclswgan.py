@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from fewzero.errors import FewzeroError
 from fewzero.registry import ZERO_SHOT
-from fewzero.zsl.gan_parts import ConditionalMLP, check_finite, gradient_penalty
+from fewzero.zsl.gan_parts import ConditionalMLP, check_finite, critic_step, sample_batch
 from fewzero.zsl.generative import GenerativeLearner
 
 BETAS = (0.0, 0.9)  # Adam betas of Gulrajani et al.'s WGAN-GP (the more stable choice here than 0.5, 0.999)
@@ -59,9 +59,7 @@ class FCLSWGAN(GenerativeLearner):
         steps = self.epochs * math.ceil(x.shape[0] / self.batch_size)
 
         def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-            idx = torch.randint(x.shape[0], (self.batch_size,)).to(x.device)
-            noise = torch.randn(self.batch_size, self.noise_dim).to(x.device)
-            return x[idx], y[idx], semantics[y[idx]], noise
+            return sample_batch(x, y, semantics, self.batch_size, self.noise_dim)
 
         with torch.enable_grad(), tqdm(range(steps), desc="f-CLSWGAN", disable=not self.progress,
                                        leave=False) as bar:
@@ -69,13 +67,7 @@ class FCLSWGAN(GenerativeLearner):
                 for _ in range(self.critic_steps):
                     real, _, s, noise = batch()
                     fake = generator(noise, s).detach()
-                    d_loss = critic(fake, s).mean() - critic(real, s).mean()
-                    if self.gp_weight > 0:
-                        d_loss = d_loss + self.gp_weight * gradient_penalty(critic, real, fake, s)
-                    check_finite(d_loss, "the critic loss", step, self.lr)
-                    d_opt.zero_grad()
-                    d_loss.backward()
-                    d_opt.step()
+                    d_loss = critic_step(critic, d_opt, real, fake, s, self.gp_weight, step, self.lr)
                 _, labels, s, noise = batch()
                 fake = generator(noise, s)
                 g_loss = -critic(fake, s).mean()

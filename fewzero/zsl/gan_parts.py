@@ -40,6 +40,28 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     return ((grad.norm(dim=1) - 1) ** 2).mean()
 
 
+def sample_batch(x: torch.Tensor, y: torch.Tensor, semantics: torch.Tensor, batch_size: int,
+                 noise_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random batch (with replacement) of the generators' training: features, labels, their classes' semantics
+    and (batch_size, noise_dim) Gaussian noise, drawn from the global RNG in that order."""
+    idx = torch.randint(x.shape[0], (batch_size,)).to(x.device)
+    noise = torch.randn(batch_size, noise_dim).to(x.device)
+    return x[idx], y[idx], semantics[y[idx]], noise
+
+
+def critic_step(critic: nn.Module, optimizer: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
+                semantics: torch.Tensor, gp_weight: float, iteration: int, lr: float) -> torch.Tensor:
+    """One WGAN-GP critic update on ``D(fake, s) - D(real, s) + gp_weight * GP``; returns that loss."""
+    loss = critic(fake, semantics).mean() - critic(real, semantics).mean()
+    if gp_weight > 0:
+        loss = loss + gp_weight * gradient_penalty(critic, real, fake, semantics)
+    check_finite(loss, "the critic loss", iteration, lr)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def check_finite(loss: torch.Tensor, what: str, iteration: int, lr: float) -> None:
     """Stop training with a one-line error when ``loss`` is NaN or infinite."""
     if not bool(torch.isfinite(loss)):

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from fewzero.errors import FewzeroError
 from fewzero.registry import ZERO_SHOT
-from fewzero.zsl.gan_parts import ConditionalMLP, check_finite, gradient_penalty
+from fewzero.zsl.gan_parts import ConditionalMLP, check_finite, critic_step, sample_batch
 from fewzero.zsl.generative import GenerativeLearner
 
 BETAS = (0.0, 0.9)  # as f-CLSWGAN here (WGAN-GP's); the TF-VAEGAN code uses (0.5, 0.999)
@@ -150,9 +150,7 @@ class TFVAEGAN(GenerativeLearner):
         steps = self.epochs * math.ceil(x.shape[0] / self.batch_size)
 
         def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-            idx = torch.randint(x.shape[0], (self.batch_size,)).to(x.device)
-            noise = torch.randn(self.batch_size, self.noise_dim).to(x.device)
-            return x[idx], y[idx], semantics[y[idx]], noise
+            return sample_batch(x, y, semantics, self.batch_size, self.noise_dim)
 
         with torch.enable_grad(), tqdm(range(steps), desc="TF-VAEGAN", disable=not self.progress,
                                        leave=False) as bar:
@@ -164,13 +162,7 @@ class TFVAEGAN(GenerativeLearner):
                     fakes = model(torch.cat([b[3] for b in batches]), torch.cat([b[2] for b in batches]),
                                   feedback=loop).split(self.batch_size)
                 for (real, _, s, _), fake in zip(batches, fakes):
-                    d_loss = critic(fake, s).mean() - critic(real, s).mean()
-                    if self.gp_weight > 0:
-                        d_loss = d_loss + self.gp_weight * gradient_penalty(critic, real, fake, s)
-                    check_finite(d_loss, "the critic loss", step, self.lr)
-                    d_opt.zero_grad()
-                    d_loss.backward()
-                    d_opt.step()
+                    d_loss = critic_step(critic, d_opt, real, fake, s, self.gp_weight, step, self.lr)
                 critic.requires_grad_(False)
                 real, labels, s, noise = batch()
                 model.decoder.requires_grad_(False)

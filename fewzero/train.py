@@ -3,6 +3,7 @@ resume, a progress bar, a seed."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable
@@ -140,24 +141,37 @@ def _train(config: RunConfig, out: Path, device: torch.device, resume: bool, dat
         started = time.perf_counter() - seconds
         bar = tqdm(total=config.episodes, initial=start, desc=f"training {config.method}",
                    disable=not progress, dynamic_ncols=True)
-        episode, bad_loss = start, None
+        episode, bad_loss, pending = start, None, []
+        # a learner built with vmap=True takes this process's tasks of one optimizer step together
+        batched = bool(getattr(learner, "vmap", False))
         for episode_data in loader:
-            episode_data = episode_data.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                loss, logits = learner.episode_loss(episode_data)
-            if not torch.isfinite(loss):  # reported at the step, by every process together
-                bad_loss = bad_loss or (episode + rank + 1, loss.item())
-            else:
-                (loss / config.meta_batch).backward()
+            pending.append(episode_data.to(device))
             episode += world  # episodes done by all processes together
             bar.update(world)
-            accuracy = 100.0 * float((logits.argmax(1) == episode_data.query_y).float().mean())
-            if episode == start + world:
-                running = {"loss": loss.item(), "accuracy": accuracy}
-            else:  # exponential moving averages (of worker 0's episodes) for the progress bar and the history
-                running = {"loss": 0.95 * running["loss"] + 0.05 * loss.item(),
-                           "accuracy": 0.95 * running["accuracy"] + 0.05 * accuracy}
-            if episode % config.meta_batch and episode != config.episodes:
+            at_step = episode % config.meta_batch == 0 or episode == config.episodes
+            if batched and not at_step:
+                continue
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                if len(pending) == 1:
+                    loss, logits = learner.episode_loss(pending[0])
+                    losses, logits = loss[None], logits[None]
+                else:
+                    losses, logits = learner.meta_batch_loss(pending)
+            finite = torch.isfinite(losses)
+            if not bool(finite.all()):  # reported at the step, by every process together
+                first = int((~finite).nonzero()[0])
+                bad_loss = bad_loss or (episode - world * (len(pending) - first) + rank + 1, losses[first].item())
+            else:
+                (losses.sum() / config.meta_batch).backward()
+            for task, task_loss, task_logits in zip(pending, losses.tolist(), logits):
+                accuracy = 100.0 * float((task_logits.argmax(1) == task.query_y).float().mean())
+                if math.isnan(running["loss"]):
+                    running = {"loss": task_loss, "accuracy": accuracy}
+                else:  # exponential moving averages (of worker 0's episodes) for the progress bar and the history
+                    running = {"loss": 0.95 * running["loss"] + 0.05 * task_loss,
+                               "accuracy": 0.95 * running["accuracy"] + 0.05 * accuracy}
+            pending = []
+            if not at_step:
                 continue
             seconds = time.perf_counter() - started
             # the time limit is decided once per optimizer step, by all processes together

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fewzero.backbones.layout import channels_last
 from fewzero.registry import BACKBONES
 
 
@@ -38,5 +39,5 @@ class Conv4(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # channels-last runs the 3x3 convolutions about 1.5x faster on CPU (oneDNN); the result is the same.
-        out = self.blocks(x.contiguous(memory_format=torch.channels_last))
+        out = self.blocks(channels_last(x))
         return out.flatten(1) if self.flatten else out.contiguous()

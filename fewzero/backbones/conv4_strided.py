@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fewzero.backbones.layout import channels_last
 from fewzero.registry import BACKBONES
 
 
@@ -38,4 +39,4 @@ class Conv4Strided(nn.Module):
         return [(f"block{i + 1}", block) for i, block in enumerate(self.blocks)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3))
+        return self.blocks(channels_last(x)).mean(dim=(2, 3))

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fewzero.backbones.layout import channels_last
 from fewzero.registry import BACKBONES
 
 
@@ -50,5 +51,5 @@ class ResNetSmall(nn.Module):
         return [("stem", self.stem), *((f"block{i + 1}", block) for i, block in enumerate(self.blocks))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(x.contiguous(memory_format=torch.channels_last)))
+        x = self.blocks(self.stem(channels_last(x)))
         return x.mean((2, 3))

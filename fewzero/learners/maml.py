@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from fewzero.episode import Episode
 from fewzero.errors import FewzeroError
+from fewzero.learners import batched
 from fewzero.learners.base import Learner, check_support_labels
 from fewzero.learners.norm import BATCH_NORM_MODES, norm_layers, norm_with_stats, support_statistics, use_batch_statistics
 from fewzero.registry import LEARNERS
@@ -44,18 +45,30 @@ class MAML(Learner):
             may need a smaller one on 5-shot tasks; ``benchmarks/omniglot.py`` chooses it on validation classes.
         inner_steps: inner steps in train mode (meta-training).
         test_inner_steps: inner steps in eval mode (``None``: same as ``inner_steps``).
+        test_inner_lr_by_shot: eval-mode step size per number of shots of the support set, e.g. ``{1: 0.4, 5: 0.1}``
+            (chosen on validation episodes and shipped with the packaged models); a shot count not listed adapts
+            with ``test_inner_lr``.
         first_order: drop the second-order terms of the meta-gradient.
         batch_norm: ``"transductive"`` or ``"inductive"`` (see above).
+        vmap: in meta-training, adapt all tasks of a meta-batch at once with ``torch.func.vmap``
+            (``meta_batch_loss``); same meta-gradients as one task after the other. Inductive batch norm falls back
+            to the loop (its statistics come from forward hooks).
     """
 
     label_permutation_invariant = False  # row i of the (meta-learned) head belongs to label i
 
     def __init__(self, backbone: nn.Module, *, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,
                  inner_steps: int = 1, test_inner_steps: int | None = 3, first_order: bool = False,
-                 batch_norm: str = "transductive", test_inner_lr: float | None = None):
+                 batch_norm: str = "transductive", test_inner_lr: float | None = None,
+                 test_inner_lr_by_shot: dict[int, float] | None = None, vmap: bool = False):
         super().__init__()
         test_inner_steps = inner_steps if test_inner_steps is None else test_inner_steps
         test_inner_lr = inner_lr if test_inner_lr is None else test_inner_lr
+        by_shot = {} if test_inner_lr_by_shot is None else dict(test_inner_lr_by_shot)
+        for shot, value in by_shot.items():
+            if not (isinstance(shot, int) and shot >= 1 and isinstance(value, (int, float)) and value > 0):
+                raise FewzeroError(f"test_inner_lr_by_shot maps a shot count >= 1 to a step size > 0, got {shot!r}: "
+                                   f"{value!r}; fix learner.test_inner_lr_by_shot")
         for name, value in (("inner_lr", inner_lr), ("test_inner_lr", test_inner_lr)):
             if not (isinstance(value, (int, float)) and value > 0):
                 raise FewzeroError(f"{name} must be > 0, got {value!r}: set learner.{name} to a positive step size")
@@ -76,7 +89,9 @@ class MAML(Learner):
         self.n_way, self.feature_dim = int(n_way), int(feature_dim)
         self.inner_lr, self.inner_steps, self.test_inner_steps = float(inner_lr), int(inner_steps), int(test_inner_steps)
         self.test_inner_lr = float(test_inner_lr)
-        self.first_order, self.batch_norm = bool(first_order), batch_norm
+        self.test_inner_lr_by_shot = {int(k): float(v) for k, v in by_shot.items()}
+        self.shot_: int | None = None  # shots of the support set being adapted to
+        self.first_order, self.batch_norm, self.vmap = bool(first_order), batch_norm, bool(vmap)
         self.fast_weights_: Weights | None = None
         self.norm_stats_: dict[str, torch.Tensor] | None = None
 
@@ -98,9 +113,25 @@ class MAML(Learner):
 
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         """Query cross-entropy of the adapted network, differentiable w.r.t. the initialisation."""
-        weights, stats = self.adapt(episode.support_x, episode.support_y, differentiable=torch.is_grad_enabled())
-        logits = self.logits(episode.query_x, weights, stats)
-        return F.cross_entropy(logits, episode.query_y), logits
+        return self.task_loss(episode.support_x, episode.support_y, episode.query_x, episode.query_y)
+
+    def meta_batch_loss(self, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(query cross-entropy per task (B,), query logits (B, n_query, n_way)) of a meta-batch of equally
+        shaped episodes; all tasks at once with ``vmap=True`` (transductive batch norm), else one by one."""
+        if not (self.vmap and self.batch_norm == "transductive" and len(episodes) > 1):
+            losses, logits = zip(*(self.episode_loss(episode) for episode in episodes))
+            return torch.stack(losses), torch.stack(logits)
+        for episode in episodes:  # what vmap cannot check (data-dependent Python control flow)
+            self.check_ways(episode.support_y, episode.support_x)
+        with batched.vmapping():
+            return torch.func.vmap(self.task_loss)(*batched.stack_episodes(episodes))
+
+    def task_loss(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor,
+                  query_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One task's (query cross-entropy, query logits), differentiable w.r.t. the initialisation."""
+        weights, stats = self.adapt(support_x, support_y, differentiable=torch.is_grad_enabled())
+        logits = self.logits(query_x, weights, stats)
+        return F.cross_entropy(logits, query_y), logits
 
     def extra_repr(self) -> str:
         return (f"n_way={self.n_way}, inner_lr={self.inner_lr:g}, inner_steps={self.inner_steps}, "
@@ -152,20 +183,34 @@ class MAML(Learner):
             weights = [w.detach().requires_grad_() for w in weights]
         with torch.enable_grad():
             for step in range(steps):
-                loss = loss_fn(weights)
-                if not math.isfinite(loss.item()):
-                    raise FewzeroError(f"adaptation loss became {loss.item()} at inner step {step + 1} of {steps} "
-                                       f"({self.describe_lr(test=not self.training)}): lower learner.{self.lr_setting()}")
-                grads = torch.autograd.grad(loss, weights, create_graph=create_graph)
+                grads = self.gradients(loss_fn, weights, create_graph, f"inner step {step + 1} of {steps}")
                 weights = self.step(weights, grads)
                 if not differentiable:
                     weights = [w.detach().requires_grad_() for w in weights]
         return weights if differentiable else [w.detach() for w in weights]
 
+    def gradients(self, loss_fn: Callable[[Weights], torch.Tensor], weights: Weights, create_graph: bool,
+                  where: str) -> list[torch.Tensor]:
+        """d loss_fn(weights) / d weights, kept differentiable with ``create_graph``; a non-finite loss gets a
+        FewzeroError naming ``where``. Inside a vmapped meta-batch: ``torch.func.grad``, no per-task check."""
+        if batched.active():
+            grads = torch.func.grad(loss_fn)(weights)
+            return grads if create_graph else [g.detach() for g in grads]
+        loss = loss_fn(weights)
+        if not math.isfinite(loss.item()):
+            raise FewzeroError(f"adaptation loss became {loss.item()} at {where} "
+                               f"({self.describe_lr(test=not self.training)}): lower learner.{self.lr_setting()}")
+        return list(torch.autograd.grad(loss, weights, create_graph=create_graph))
+
     def step(self, weights: Weights, grads: tuple[torch.Tensor, ...]) -> Weights:
-        """One SGD step: w - lr * g, with ``inner_lr`` in train mode and ``test_inner_lr`` in eval mode."""
-        lr = self.inner_lr if self.training else self.test_inner_lr
+        """One SGD step: w - lr * g, with ``inner_lr`` in train mode and ``eval_inner_lr()`` in eval mode."""
+        lr = self.inner_lr if self.training else self.eval_inner_lr()
         return [same_strides(w, torch.add(w, g, alpha=-lr)) for w, g in zip(weights, grads)]
+
+    def eval_inner_lr(self, shot: int | None = None) -> float:
+        """The eval-mode step size for ``shot``-shot support sets (default: the set being adapted to)."""
+        shot = self.shot_ if shot is None else shot
+        return self.test_inner_lr_by_shot.get(shot, self.test_inner_lr)
 
     def describe_adaptation(self) -> str:
         """One line for reports: test-time inner loop and batch-norm mode."""
@@ -176,17 +221,23 @@ class MAML(Learner):
 
     def describe_lr(self, test: bool = True) -> str:
         """The inner step size at test time (``test``) or in meta-training, for reports and errors."""
-        if not test or self.test_inner_lr == self.inner_lr:
+        lr = self.eval_inner_lr()
+        if not test or lr == self.inner_lr:
             return f"inner_lr {self.inner_lr:g}"
-        return f"test_inner_lr {self.test_inner_lr:g} (meta-trained with inner_lr {self.inner_lr:g})"
+        which = "" if lr == self.test_inner_lr else f" for {self.shot_}-shot support sets (test_inner_lr_by_shot)"
+        return f"test_inner_lr {lr:g}{which} (meta-trained with inner_lr {self.inner_lr:g})"
 
     def lr_setting(self) -> str:
         """The config key of the step size in use (for error messages)."""
         return "inner_lr" if self.training else "test_inner_lr"
 
     def check_ways(self, support_y: torch.Tensor, support_x: torch.Tensor | None = None) -> None:
-        """Support labels are valid (one per item of ``support_x``) and as many ways as the head has outputs."""
+        """Support labels are valid (one per item of ``support_x``) and as many ways as the head has outputs;
+        records the support set's shots (the fewest items of a class) in ``shot_``."""
+        if batched.active():
+            return  # checked on every task before the vmapped call
         n_way = check_support_labels(support_y, support_x)
+        self.shot_ = int(torch.bincount(support_y.long()).min())
         if n_way != self.n_way:
             raise FewzeroError(f"the episode has {n_way} ways but the head has {self.n_way} outputs: use "
                                f"{self.n_way}-way episodes or build the learner with learner.n_way={n_way}")
@@ -200,15 +251,16 @@ def same_strides(reference: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     from channels-last to NCHW strides, and every later pass runs max-pooling and batch norm on NCHW activations and
     converts them back: meta-training on CPU was 1.3x to 1.8x slower (benchmarks/speed.py).
     """
-    if t.stride() == reference.stride():
+    if t.stride() == reference.stride() or batched.active():
         return t
     return torch.empty_strided(reference.shape, reference.stride(), dtype=t.dtype, device=t.device).copy_(t)
 
 
 @LEARNERS.register("fomaml")
 def fomaml(backbone: nn.Module, *, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4, inner_steps: int = 1,
-           test_inner_steps: int | None = 3, batch_norm: str = "transductive", test_inner_lr: float | None = None
-           ) -> MAML:
+           test_inner_steps: int | None = 3, batch_norm: str = "transductive", test_inner_lr: float | None = None,
+           test_inner_lr_by_shot: dict[int, float] | None = None, vmap: bool = False) -> MAML:
     """First-order MAML: ``MAML(..., first_order=True)``."""
     return MAML(backbone, n_way=n_way, feature_dim=feature_dim, inner_lr=inner_lr, inner_steps=inner_steps,
-                test_inner_steps=test_inner_steps, first_order=True, batch_norm=batch_norm, test_inner_lr=test_inner_lr)
+                test_inner_steps=test_inner_steps, first_order=True, batch_norm=batch_norm, test_inner_lr=test_inner_lr,
+                test_inner_lr_by_shot=test_inner_lr_by_shot, vmap=vmap)

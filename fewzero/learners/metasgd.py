@@ -19,9 +19,9 @@ class MetaSGD(MAML):
 
     def __init__(self, backbone: nn.Module, *, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,
                  inner_steps: int = 1, test_inner_steps: int | None = 3, first_order: bool = False,
-                 batch_norm: str = "transductive"):
+                 batch_norm: str = "transductive", vmap: bool = False):
         super().__init__(backbone, n_way=n_way, feature_dim=feature_dim, inner_lr=inner_lr, inner_steps=inner_steps,
-                         test_inner_steps=test_inner_steps, first_order=first_order, batch_norm=batch_norm)
+                         test_inner_steps=test_inner_steps, first_order=first_order, batch_norm=batch_norm, vmap=vmap)
         self.inner_lrs = nn.ParameterList(
             [nn.Parameter(torch.full_like(w, self.inner_lr)) for w in self.meta_weights()])
 

@@ -23,10 +23,10 @@ class Reptile(MAML):
 
     def __init__(self, backbone: nn.Module, *, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.1,
                  inner_steps: int = 5, test_inner_steps: int | None = 50, batch_norm: str = "transductive",
-                 test_inner_lr: float | None = None):
+                 test_inner_lr: float | None = None, test_inner_lr_by_shot: dict[int, float] | None = None):
         super().__init__(backbone, n_way=n_way, feature_dim=feature_dim, inner_lr=inner_lr, inner_steps=inner_steps,
                          test_inner_steps=test_inner_steps, first_order=True, batch_norm=batch_norm,
-                         test_inner_lr=test_inner_lr)
+                         test_inner_lr=test_inner_lr, test_inner_lr_by_shot=test_inner_lr_by_shot)
 
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         """(query cross-entropy whose gradient is theta - adapted_theta, query logits (n_query, n_way))."""

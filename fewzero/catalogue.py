@@ -21,6 +21,7 @@ FEW_SHOT_LEARNERS = {
     "fomaml": "fewzero.learners.maml",
     "anil": "fewzero.learners.anil",
     "metasgd": "fewzero.learners.metasgd",
+    "mamlpp": "fewzero.learners.mamlpp",
     "reptile": "fewzero.learners.reptile",
     "baseline": "fewzero.learners.baseline",
     "baselinepp": "fewzero.learners.baseline",

@@ -52,6 +52,8 @@ class RunConfig:
     lr: float = 1e-3
     lr_step: int = 2000
     lr_gamma: float = 0.5
+    lr_schedule: str = "step"  # step (x lr_gamma every lr_step episodes) or cosine (from lr down to lr_min)
+    lr_min: float = 0.0  # the cosine schedule's final learning rate
     weight_decay: float = 0.0
     val_every: int = 500
     checkpoint_every: typing.Optional[int] = None  # episodes between last.pt writes besides each validation's

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("fp32", "bf16")
+LR_SCHEDULES = ("step", "cosine")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 AT_LEAST_ONE = ("image_size", "train_way", "train_shot", "train_query", "test_way", "test_shot", "test_query",
                 "episodes", "meta_batch", "lr_step", "val_every", "val_episodes", "test_episodes", "epochs",
@@ -135,6 +136,11 @@ def _check_keyword_args(key: str, values: dict, factory_params: dict[str, inspec
             if isinstance(value, float) and not math.isfinite(value):
                 raise FewzeroError(f"config key '{key}.{name}'{at(f'{key}.{name}')} must be a finite number, "
                                    f"got {value}")
+        elif (param.default is None and str(param.annotation).startswith("dict")
+              and not isinstance(value, (dict, type(None)))):  # e.g. test_inner_lr_by_shot
+            example = "{1: 0.4, 5: 0.1}" if name.endswith("_by_shot") else "{name: value}"
+            raise FewzeroError(f"config key '{key}.{name}'{at(f'{key}.{name}')} must be a mapping such as {example} "
+                               f"(or null), got {value!r}")
         checked[name] = value
     return checked
 
@@ -153,7 +159,7 @@ def _check_numbers(config: Any, at: Where) -> None:
         if getattr(config, key) < 0:
             raise FewzeroError(f"config key {key!r}{at(key)} must be >= 0, got {getattr(config, key)}")
     for key, low, strict in (("lr", 0.0, True), ("lr_gamma", 0.0, True), ("weight_decay", 0.0, False),
-                             ("max_minutes", 0.0, True)):
+                             ("lr_min", 0.0, False), ("max_minutes", 0.0, True)):
         value = getattr(config, key)
         if value is None:
             continue
@@ -184,3 +190,6 @@ def _check_consistency(config: Any, at: Where) -> None:
     if config.precision not in PRECISIONS:
         raise FewzeroError(f"config key 'precision'{at('precision')} must be one of {', '.join(PRECISIONS)}, "
                            f"got {config.precision!r}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise FewzeroError(f"config key 'lr_schedule'{at('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}, "
+                           f"got {config.lr_schedule!r}")

@@ -96,9 +96,7 @@ def _train(config: RunConfig, out: Path, device: torch.device, resume: bool, dat
     in_channels = int(train_set[0][0].shape[0])
     learner = build_learner(config, in_channels).to(device)
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    # lr_step counts episodes; the schedule advances once per optimizer step (every meta_batch episodes)
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, config.lr_step // config.meta_batch),
-                                               gamma=config.lr_gamma)
+    schedule = lr_schedule(optimizer, config)
     start, best, history, seconds, resumes = 0, {"val_accuracy": -1.0, "episode": 0}, [], 0.0, []
     if state is not None:
         learner.load_state_dict(state["model"])
@@ -145,6 +143,8 @@ def _train(config: RunConfig, out: Path, device: torch.device, resume: bool, dat
         # a learner built with vmap=True takes this process's tasks of one optimizer step together
         batched = bool(getattr(learner, "vmap", False))
         for episode_data in loader:
+            if not pending and hasattr(learner, "set_training_progress"):  # MAML++'s annealing
+                learner.set_training_progress(episode / config.episodes)
             pending.append(episode_data.to(device))
             episode += world  # episodes done by all processes together
             bar.update(world)
@@ -213,6 +213,18 @@ def _train(config: RunConfig, out: Path, device: torch.device, resume: bool, dat
                "stopped_early": episode < config.episodes, "history": history, "config": config.to_dict()}
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, config: RunConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The outer learning-rate schedule; it advances once per optimizer step (every meta_batch episodes).
+
+    ``step``: x ``lr_gamma`` every ``lr_step`` episodes; ``cosine``: from ``lr`` to ``lr_min`` over the run.
+    """
+    steps = max(1, config.episodes // config.meta_batch)
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=config.lr_min)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, config.lr_step // config.meta_batch),
+                                           gamma=config.lr_gamma)
 
 
 def _check_loss(bad_loss: tuple[int, float] | None, lr: float) -> None:

@@ -9,7 +9,9 @@ from fewzero.episode import Episode
 from fewzero.errors import FewzeroError
 from fewzero.registry import LEARNERS
 
-VMAPPED = ("maml", "fomaml", "anil", "metasgd")
+VMAPPED = ("maml", "fomaml", "anil", "metasgd", "mamlpp")
+# MAML++'s per-step running statistics fall back to the loop; derivative-order annealing off keeps second order
+EXTRA = {"mamlpp": {"per_step_bn_statistics": False, "derivative_order_annealing": False}}
 WAY, SHOT, QUERY = 3, 2, 2
 
 
@@ -24,7 +26,7 @@ def episodes(n: int, seed: int = 0, shot: int = SHOT) -> list[Episode]:
 def learner(name: str, vmap: bool, **settings):
     torch.manual_seed(0)
     return LEARNERS.create(name, backbone=Conv4Strided(hidden=6), n_way=WAY, feature_dim=6, inner_lr=0.3,
-                           inner_steps=2, vmap=vmap, **settings).double().train()
+                           inner_steps=2, vmap=vmap, **{**EXTRA.get(name, {}), **settings}).double().train()
 
 
 def meta_gradients(model, tasks) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -5,6 +5,7 @@ from fewzero.learners.protonet import ProtoNet
 from fewzero.learners.maml import MAML, fomaml
 from fewzero.learners.anil import ANIL
 from fewzero.learners.metasgd import MetaSGD
+from fewzero.learners.mamlpp import MAMLpp
 from fewzero.learners.reptile import Reptile
 from fewzero.learners.baseline import Baseline, BaselinePlusPlus
 from fewzero.learners.simpleshot import SimpleShot
@@ -14,5 +15,5 @@ from fewzero.learners.matching import MatchingNetwork
 from fewzero.learners.relation import RelationNetwork
 
 __all__ = ["ANIL", "Baseline", "BaselinePlusPlus", "EmbeddingLearner", "FineTune", "Learner",
-           "LogisticRegressionLearner", "MAML", "MatchingNetwork", "MetaSGD", "ProtoNet", "RelationNetwork", "Reptile",
+           "LogisticRegressionLearner", "MAML", "MAMLpp", "MatchingNetwork", "MetaSGD", "ProtoNet", "RelationNetwork", "Reptile",
            "SimpleShot", "fomaml"]

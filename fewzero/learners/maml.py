@@ -118,13 +118,18 @@ class MAML(Learner):
     def meta_batch_loss(self, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
         """(query cross-entropy per task (B,), query logits (B, n_query, n_way)) of a meta-batch of equally
         shaped episodes; all tasks at once with ``vmap=True`` (transductive batch norm), else one by one."""
-        if not (self.vmap and self.batch_norm == "transductive" and len(episodes) > 1):
+        if not (self.vmap and self.vmappable() and len(episodes) > 1):
             losses, logits = zip(*(self.episode_loss(episode) for episode in episodes))
             return torch.stack(losses), torch.stack(logits)
         for episode in episodes:  # what vmap cannot check (data-dependent Python control flow)
             self.check_ways(episode.support_y, episode.support_x)
         with batched.vmapping():
             return torch.func.vmap(self.task_loss)(*batched.stack_episodes(episodes))
+
+    def vmappable(self) -> bool:
+        """Whether ``meta_batch_loss`` can vmap this learner (inductive batch norm records statistics with forward
+        hooks, which vmap cannot run)."""
+        return self.batch_norm == "transductive"
 
     def task_loss(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor,
                   query_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,16 +150,20 @@ class MAML(Learner):
         params = dict(self.backbone.named_parameters())
         return [params[name] for name in self._body_names] + [self.head.weight, self.head.bias]
 
-    def logits(self, x: torch.Tensor, weights: Weights, norm_stats: dict[str, torch.Tensor] | None = None
-               ) -> torch.Tensor:
-        """(B, *item_shape) -> (B, n_way) logits of the network with ``weights`` (ordered as ``meta_weights``)."""
+    def logits(self, x: torch.Tensor, weights: Weights, norm_stats: dict[str, torch.Tensor] | None = None,
+               extra: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, *item_shape) -> (B, n_way) logits of the network with ``weights`` (ordered as ``meta_weights``).
+
+        ``norm_stats``: batch-norm ``running_mean / running_var`` to normalise with instead of batch statistics;
+        ``extra``: other backbone tensors by name (e.g. MAML++'s per-step batch-norm scale and shift).
+        """
         n_body = len(self._body_names)
-        body = dict(zip(self._body_names, weights[:n_body]))
+        body = {**dict(zip(self._body_names, weights[:n_body])), **(extra or {})}
         if norm_stats:
             with norm_with_stats(norm_layers(self.backbone)):
                 z = torch.func.functional_call(self.backbone, {**body, **norm_stats}, (x,), strict=False)
         else:
-            z = torch.func.functional_call(self.backbone, body, (x,))
+            z = torch.func.functional_call(self.backbone, body, (x,), strict=False)
         if z.ndim != 2 or z.shape[1] != self.feature_dim:
             raise FewzeroError(f"backbone gives features of shape {tuple(z.shape[1:])} but the head expects "
                                f"({self.feature_dim},): set learner.feature_dim={math.prod(z.shape[1:])}")

@@ -30,6 +30,8 @@ def evaluate_models(method: str, checkpoints: dict[str, Path], data_root: str | 
         learner, config, _ = learner_from_checkpoint(checkpoints[model])
         if hasattr(learner, "test_inner_lr"):  # the first evaluation is at the training step size
             learner.test_inner_lr = learner.inner_lr
+        if hasattr(learner, "test_inner_lr_by_shot"):  # a packaged model's stored choice (store_test_inner_lr.py)
+            learner.test_inner_lr_by_shot = {}  # is set aside: the step size is chosen afresh on validation
         if test_set is None:
             test_set = load_split(config, config.test_subset, data_root)
         config.test_way, config.test_shot, config.test_query = way, shot, 15

@@ -72,8 +72,10 @@ INNER_LR_PROTOCOL = (
     "keeping the larger (benchmarks/inner_lr_selection.py); \"ours at the training inner lr\" adapts with the "
     "training step size, as "
     "Finn et al. do. Each model is meta-trained on 1-shot tasks and serves the 5-shot settings too, where the "
-    "training step size can overshoot. Reproduce a row with `fewzero eval --method M --way W --shot S "
-    "--set learner.test_inner_lr=LR`.")
+    "training step size can overshoot. The plain `fewzero eval --method M --way W --shot S` reproduces \"ours\": "
+    "the packaged models carry the step size chosen per number of shots (`learner.test_inner_lr_by_shot`, stored by "
+    "benchmarks/store_test_inner_lr.py); add `--set learner.test_inner_lr=LR` to adapt with another one (the "
+    "training step size gives \"ours at the training inner lr\").")
 
 
 def render(table: dict) -> str:

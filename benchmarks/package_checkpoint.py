@@ -6,7 +6,10 @@
     python benchmarks/package_checkpoint.py runs/pretrain_conv4_omniglot   # a fewzero pretrain run: pretrain_conv4_omniglot.pt
 
 Copies ``<run>/best.pt`` (written by ``fewzero train``) to ``fewzero/pretrained/<method>_<dataset>.pt`` and writes
-``<method>_<dataset>.md`` beside it with the training command, config and metrics, all read from the run.
+``<method>_<dataset>.md`` beside it with the training command, config and metrics, all read from the run. The test-time
+step size per shot count of a MAML-family model (``learner.test_inner_lr_by_shot``) is not in a training run: after
+re-evaluating the packaged model (``benchmarks/omniglot.py --packaged``), ``benchmarks/store_test_inner_lr.py`` stores
+the one chosen on validation episodes; a run whose config has it gets a "Test-time step size" section here.
 """
 from __future__ import annotations
 
@@ -21,6 +24,39 @@ import yaml
 from fewzero.atomic import write_text
 
 MAX_BYTES = 1_000_000
+CONFIG_HEADING = "Config (as saved in the checkpoint):"
+STEP_SIZE_HEADING = "## Test-time step size"
+
+
+def config_block(config: dict) -> str:
+    """The md lines (joined) that show a checkpoint's saved config."""
+    return "\n".join([CONFIG_HEADING, "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```"])
+
+
+def step_size_section(by_shot: dict[int, float], *, origin: str, notes: dict[int, str] | None = None) -> str:
+    """The md section on the eval-mode step size per shot count a packaged model carries; ``origin`` says where the
+    values come from, ``notes`` add a remark per shot count."""
+    notes = notes or {}
+    lines = [STEP_SIZE_HEADING, "",
+             "`fewzero eval` adapts this model to a test task with the inner step size stored for the number of shots "
+             "of the task's support set (`learner.test_inner_lr_by_shot` in the config above):", ""]
+    lines += [f"- {shot}-shot: {lr:g}" + (f" ({notes[shot]})" if shot in notes else "")
+              for shot, lr in sorted(by_shot.items())]
+    lines += ["", origin + " Other shot counts adapt with `test_inner_lr` (default: the training step size). "
+              "`--set learner.test_inner_lr=LR` overrides the stored step sizes (every test task then adapts with LR); "
+              "`--set \"learner.test_inner_lr_by_shot={1: LR1, 5: LR5}\"` replaces them.", ""]
+    return "\n".join(lines)
+
+
+def with_step_size_section(note: str, section: str | None) -> str:
+    """``note`` (a packaged model's md) with its step-size section replaced by ``section`` (None: removed); the
+    section goes last."""
+    start = note.find(STEP_SIZE_HEADING)
+    if start >= 0:
+        end = note.find("\n## ", start + len(STEP_SIZE_HEADING))
+        note = note[:start] + (note[end + 1:] if end >= 0 else "")
+    note = note.rstrip("\n") + "\n"
+    return note + ("\n" + section if section else "")
 
 
 def main() -> None:
@@ -73,10 +109,16 @@ def main() -> None:
              f"(stopped by the time cap: {metrics['stopped_early']})",
              f"- size: {size} bytes",
              f"- training commit: {prov.get('commit', 'not recorded for this run')}", "",
-             "Config (as saved in the checkpoint):", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(),
-             "```", ""]
-    write_text(dest.with_suffix(".md"), "\n".join(lines))
+             config_block(config), ""]
+    learner = config.get("learner") or {}
+    by_shot = learner.get("test_inner_lr_by_shot")
+    section = step_size_section(by_shot, origin="Set in the training run's config.") if by_shot else None
+    write_text(dest.with_suffix(".md"), with_step_size_section("\n".join(lines), section))
     print(f"wrote {dest} and {dest.with_suffix('.md')}")
+    if config["method"] in ("maml", "fomaml", "anil") and config["dataset"] == "omniglot" and not by_shot:
+        print(f"note: {name}.pt adapts with its training step size at test time; to store the one chosen on "
+              f"validation episodes, run python benchmarks/omniglot.py --method {config['method']} --packaged, then "
+              f"python benchmarks/store_test_inner_lr.py")
 
 
 if __name__ == "__main__":

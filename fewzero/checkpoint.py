@@ -107,8 +107,10 @@ def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str
     """(learner with the saved weights, its config, the saved metrics).
 
     ``learner_overrides`` replace learner settings saved with the model (e.g. ``{"test_inner_steps": 5}``);
-    one that changes the shape of the weights is refused. ``method`` / ``dataset``, when given, must be the ones
-    the model was trained with.
+    one that changes the shape of the weights is refused. Overriding a setting ``S`` also drops a saved per-shot
+    ``S_by_shot`` (unless that is overridden too): ``{"test_inner_lr": 0.4}`` adapts every test task with 0.4, even
+    where the packaged model stores a step size chosen per shot count (``test_inner_lr_by_shot``).
+    ``method`` / ``dataset``, when given, must be the ones the model was trained with.
 
     A pretrained backbone (written by ``fewzero pretrain``) serves every learner that starts from one
     (``starts_from_pretrained``: baseline, baselinepp, simpleshot, logreg, finetune): ``method`` names the learner,
@@ -121,7 +123,7 @@ def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str
                                         {**(learner_settings or {}), **(learner_overrides or {})})
     _check_kind(saved, path, method, dataset)
     if learner_overrides:
-        saved = {**saved, "learner": {**saved.get("learner", {}), **learner_overrides}}
+        saved = {**saved, "learner": _overridden(saved.get("learner", {}), learner_overrides)}
     config = validate(saved, f" of checkpoint {path}",
                       {f"learner.{key}": "the command line" for key in learner_overrides or {}})
     try:
@@ -139,6 +141,14 @@ def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str
         raise FewzeroError(f"checkpoint {path} does not match its config ({str(exc).splitlines()[0]}): "
                            f"train again") from None
     return learner, config, payload.get("metrics", {})
+
+
+def _overridden(settings: Any, overrides: dict[str, Any]) -> Any:
+    """Saved learner ``settings`` updated by ``overrides``; overriding ``S`` drops a saved ``S_by_shot``."""
+    if not isinstance(settings, dict):
+        return settings  # validate() says what is wrong with it
+    dropped = {f"{key}_by_shot" for key in overrides} - set(overrides)
+    return {**{k: v for k, v in settings.items() if k not in dropped}, **overrides}
 
 
 def _learner_from_pretrained(path, payload: dict[str, Any], saved: dict[str, Any], method: str | None,

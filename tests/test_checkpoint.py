@@ -66,3 +66,17 @@ def test_weights_that_do_not_match_the_config(saved):
     save_checkpoint(path, {k: v for k, v in payload.items() if k != "format"})
     with pytest.raises(FewzeroError, match="does not match its config"):
         learner_from_checkpoint(path)
+
+
+def test_overriding_a_setting_drops_its_saved_per_shot_values(tmp_path):
+    config = load_config("anil", "omniglot", overrides={"learner.test_inner_lr_by_shot": {1: 0.2, 5: 0.05}})
+    path = save_checkpoint(tmp_path / "anil.pt", {"config": config.to_dict(), "model": build_learner(config).state_dict()})
+    saved = learner_from_checkpoint(path)[0]
+    assert (saved.eval_inner_lr(1), saved.eval_inner_lr(5), saved.eval_inner_lr(10)) == (0.2, 0.05, 0.4)
+    overridden, config, _ = learner_from_checkpoint(path, {"test_inner_lr": 0.1})
+    assert (overridden.eval_inner_lr(1), overridden.eval_inner_lr(5)) == (0.1, 0.1)
+    assert "test_inner_lr_by_shot" not in config.learner
+    both = learner_from_checkpoint(path, {"test_inner_lr": 0.1, "test_inner_lr_by_shot": {5: 0.025}})[0]
+    assert (both.eval_inner_lr(1), both.eval_inner_lr(5)) == (0.1, 0.025)
+    steps = learner_from_checkpoint(path, {"test_inner_steps": 1})[0]  # another setting keeps the saved values
+    assert (steps.eval_inner_lr(1), steps.eval_inner_lr(5), steps.test_inner_steps) == (0.2, 0.05, 1)

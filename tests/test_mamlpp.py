@@ -57,12 +57,12 @@ def test_learned_inner_rates_get_gradients_and_change_adaptation():
 
 
 def test_per_step_statistics_one_set_per_step_and_queries_scored_alone():
-    model = build(**{**OFF, "per_step_bn_statistics": True})
+    model = build(**{**OFF, "per_step_bn_statistics": True}, test_bn_statistics="running")
     gradients(model, episodes(3))
     means = {name: b for name, b in model.named_buffers() if name.startswith("step_mean__")}
-    assert len(means) == 4 and all(b.shape == (2, 6) for b in means.values())
-    for b in means.values():  # both steps collected statistics, and not the same ones
-        assert bool((b != 0).any(dim=1).all()) and not torch.allclose(b[0], b[1])
+    assert len(means) == 4 and all(b.shape == (3, 6) for b in means.values())  # after 0, 1, 2 updates
+    for b in means.values():  # every set collected statistics, and not the same ones
+        assert bool((b != 0).any(dim=1).all()) and not torch.allclose(b[0], b[1]) and not torch.allclose(b[1], b[2])
     ep = episodes(1)[0]
     model.eval().fit(ep.support_x, ep.support_y)
     together = model(ep.query_x)
@@ -73,10 +73,10 @@ def test_per_step_statistics_one_set_per_step_and_queries_scored_alone():
 def test_per_step_bn_weights_replace_the_layers_own():
     model = build(**{**OFF, "per_step_bn_weights": True})
     grads = gradients(model, episodes(2))
-    assert all(grads[f"step_bn_{p}.blocks__{i}__1"].shape == (2, 6) for p in ("weight", "bias") for i in range(4))
+    assert all(grads[f"step_bn_{p}.blocks__{i}__1"].shape == (3, 6) for p in ("weight", "bias") for i in range(4))
     assert not any(re.fullmatch(r"backbone\.blocks\.\d\.1\.(weight|bias)", name) for name in grads)  # per step only
     assert any(re.fullmatch(r"backbone\.blocks\.\d\.0\.weight", name) for name in grads)
-    assert all(bool(grads[f"step_bn_weight.blocks__{i}__1"][step].abs().sum() > 0) for i in range(4) for step in (0, 1))
+    assert all(bool(grads[f"step_bn_weight.blocks__{i}__1"][k].abs().sum() > 0) for i in range(4) for k in (0, 1, 2))
 
 
 @settings(max_examples=40, deadline=None)
@@ -151,6 +151,8 @@ def test_cosine_schedule_reaches_lr_min():
 def test_bad_settings_are_one_line_errors():
     for settings_, match in (({"msl_fraction": 2.0}, "msl_fraction must be in"),
                              ({"batch_norm": "inductive"}, "drop learner.batch_norm"),
+                             ({"per_step_bn_statistics": False, "test_bn_statistics": "running"},
+                              "set learner.test_bn_statistics"),
                              ({"steps": 0}, "inner_steps >= 1")):
         with pytest.raises(FewzeroError, match=match):
             build(**settings_)

@@ -2,15 +2,20 @@
 
 - ``multi_step_loss`` (MSL): the meta-loss weighs the query loss after every inner step, the weights of the earlier
   steps annealed to a floor over the first ``msl_fraction`` of meta-training, after which only the last step counts.
-- ``per_step_bn_weights`` (BNWB): every inner step has its own batch-norm scale and shift (meta-learned, not adapted).
-- ``per_step_bn_statistics`` (BNRS): every inner step keeps its own batch-norm running statistics, collected in
-  meta-training and used at test time (each query scored on its own) instead of the query set's statistics.
+- ``per_step_bn_weights`` (BNWB): batch-norm scale and shift per inner step (meta-learned, not adapted): set k serves
+  the network after k inner updates (k = 0..inner_steps), on support and query sets alike.
+- ``per_step_bn_statistics`` (BNRS): running batch-norm statistics per inner step, set k collected in meta-training
+  from the network after k updates (support and query passes). As in Antoniou et al.'s code, every pass still
+  normalises with its batch's statistics (``test_bn_statistics="batch"``); ``"running"`` normalises test passes with
+  the collected statistics instead (each query scored on its own), which a network meta-trained with batch
+  statistics does not survive: 5 % (chance) on 20-way validation tasks after 900 tasks, against 57 % with batch
+  statistics.
 - ``learned_inner_lr`` (LSLR): one learned step size per weight tensor and inner step, initialised to ``inner_lr``.
 - ``derivative_order_annealing`` (DA): first-order meta-gradients for the first ``first_order_fraction`` of
   meta-training, second order after.
 The sixth component, cosine annealing of the outer learning rate (CA), belongs to the optimiser: ``lr_schedule:
 cosine`` in the training config. With every switch off the learner is MAML (same weights, same meta-gradients).
-Inner steps past the meta-training count (``test_inner_steps > inner_steps``) reuse the last step's BN and step size.
+Inner steps past the meta-training count (``test_inner_steps > inner_steps``) reuse the last BN set and step size.
 """
 from __future__ import annotations
 
@@ -51,6 +56,7 @@ class MAMLpp(MAML):
             100 epochs).
         first_order_fraction: share of meta-training with first-order meta-gradients under DA (paper: 50 of 150).
         bn_momentum: momentum of the per-step running statistics.
+        test_bn_statistics: ``"batch"`` or ``"running"`` (see BNRS above).
     """
 
     def __init__(self, backbone: nn.Module, *, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,
@@ -59,11 +65,15 @@ class MAMLpp(MAML):
                  test_inner_lr_by_shot: dict[int, float] | None = None, vmap: bool = False,
                  multi_step_loss: bool = True, per_step_bn_weights: bool = True, per_step_bn_statistics: bool = True,
                  learned_inner_lr: bool = True, derivative_order_annealing: bool = True, msl_fraction: float = 0.1,
-                 first_order_fraction: float = 0.33, bn_momentum: float = 0.1):
+                 first_order_fraction: float = 0.33, bn_momentum: float = 0.1, test_bn_statistics: str = "batch"):
         for name, value in (("msl_fraction", msl_fraction), ("first_order_fraction", first_order_fraction),
                             ("bn_momentum", bn_momentum)):
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
                 raise FewzeroError(f"{name} must be in [0, 1], got {value!r}: set learner.{name}")
+        if test_bn_statistics not in ("batch", "running") or (test_bn_statistics == "running"
+                                                               and not per_step_bn_statistics):
+            raise FewzeroError(f"test_bn_statistics must be 'batch' or 'running' (with per_step_bn_statistics), got "
+                               f"{test_bn_statistics!r}: set learner.test_bn_statistics")
         layers = norm_layers(backbone)
         if (per_step_bn_weights or per_step_bn_statistics) and not layers:
             raise FewzeroError(f"backbone {type(backbone).__name__} has no batch-norm layers: set "
@@ -86,8 +96,8 @@ class MAMLpp(MAML):
         self.derivative_order_annealing = bool(derivative_order_annealing)
         self.per_step_bn_weights, self.per_step_bn_statistics = bool(per_step_bn_weights), bool(per_step_bn_statistics)
         self.msl_fraction, self.first_order_fraction = float(msl_fraction), float(first_order_fraction)
-        self.bn_momentum, self.progress = float(bn_momentum), 0.0
-        steps = self.inner_steps
+        self.bn_momentum, self.progress, self.test_bn_statistics = float(bn_momentum), 0.0, test_bn_statistics
+        steps = self.inner_steps + 1  # BN sets: after 0..inner_steps updates
         self._norm_names = [name for name, _ in layers]
         key = lambda name: name.replace(".", "__")  # noqa: E731  (ParameterDict keys cannot hold dots)
         self.step_bn_weight = nn.ParameterDict({key(name): nn.Parameter(layer.weight.detach().repeat(steps, 1))
@@ -97,7 +107,7 @@ class MAMLpp(MAML):
         for name, layer in layers if per_step_bn_statistics else ():
             self.register_buffer(f"step_mean__{key(name)}", torch.zeros(steps, layer.num_features))
             self.register_buffer(f"step_var__{key(name)}", torch.ones(steps, layer.num_features))
-        self.step_lrs = (nn.Parameter(torch.full((len(self.meta_weights()), steps), self.inner_lr))
+        self.step_lrs = (nn.Parameter(torch.full((len(self.meta_weights()), self.inner_steps), self.inner_lr))
                          if learned_inner_lr else None)
         self._key = key
 
@@ -121,8 +131,8 @@ class MAMLpp(MAML):
         for step in range(steps):
             weights = self.inner_step(weights, support_x, support_y, step, torch.is_grad_enabled())
             if weighted is not None and weighted[step] > 0 and step < steps - 1:
-                loss = loss + weighted[step] * F.cross_entropy(self.step_logits(query_x, weights, step), query_y)
-        logits = self.step_logits(query_x, weights, steps - 1)
+                loss = loss + weighted[step] * F.cross_entropy(self.step_logits(query_x, weights, step + 1), query_y)
+        logits = self.step_logits(query_x, weights, steps, record=True)
         return loss + (weighted[-1] if weighted else 1.0) * F.cross_entropy(logits, query_y), logits
 
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, differentiable: bool
@@ -141,7 +151,7 @@ class MAMLpp(MAML):
     def forward(self, query_x: torch.Tensor) -> torch.Tensor:
         if self.fast_weights_ is None:
             raise FewzeroError("call fit(support_x, support_y) before scoring queries")
-        return self.step_logits(query_x, self.fast_weights_, max(self.steps_taken_ - 1, 0))
+        return self.step_logits(query_x, self.fast_weights_, self.steps_taken_)
 
     def inner_step(self, weights: Weights, support_x: torch.Tensor, support_y: torch.Tensor, step: int,
                    differentiable: bool) -> Weights:
@@ -164,13 +174,13 @@ class MAMLpp(MAML):
             return [lr] * (len(self._body_names) + 2)
         return list(self.step_lrs[:, min(step, self.inner_steps - 1)])
 
-    def step_logits(self, x: torch.Tensor, weights: Weights, step: int, record: bool = False) -> torch.Tensor:
-        """(B, *item_shape) -> (B, n_way) with inner step ``step``'s batch-norm parameters and statistics.
+    def step_logits(self, x: torch.Tensor, weights: Weights, updates: int, record: bool = False) -> torch.Tensor:
+        """(B, *item_shape) -> (B, n_way) of the network after ``updates`` inner updates, with that BN set.
 
-        ``record``: in meta-training with per-step statistics, fold this pass's batch statistics into the step's
+        ``record``: in meta-training with per-step statistics, fold this pass's batch statistics into the set's
         running statistics.
         """
-        index = min(step, self.inner_steps - 1)
+        index = min(updates, self.inner_steps)
         extra = {}
         for name in self._norm_names:
             k = self._key(name)
@@ -178,11 +188,11 @@ class MAMLpp(MAML):
                 extra[f"{name}.weight"], extra[f"{name}.bias"] = self.step_bn_weight[k][index], self.step_bn_bias[k][index]
         if not self.per_step_bn_statistics:
             return self.logits(x, weights, extra=extra)
-        if not self.training:  # each query normalised with its step's running statistics
+        if not self.training and self.test_bn_statistics == "running":  # each query on its own
             stats = {f"{name}.running_{s}": getattr(self, f"step_{s}__{self._key(name)}")[index]
                      for name in self._norm_names for s in ("mean", "var")}
             return self.logits(x, weights, stats, extra)
-        if not record or batched.active():
+        if not (self.training and record) or batched.active():
             return self.logits(x, weights, extra=extra)
         seen: dict[str, torch.Tensor] = {}
         hooks = [layer.register_forward_pre_hook(lambda m, a, name=name: seen.__setitem__(name, a[0].detach()))

@@ -1,0 +1,53 @@
+"""The MAML++ benchmark scripts: the ablation's variants are valid configs that flip what they say, and the
+time-to-accuracy report reads runs' histories correctly."""
+from __future__ import annotations
+
+import json
+
+from benchmark_scripts import load_script
+
+from fewzero.config import command_line_overrides, load_config
+
+ablation = load_script("mamlpp_ablation")
+tta = load_script("time_to_accuracy")
+
+
+def test_every_ablation_variant_is_a_valid_config_flipping_its_component():
+    base = load_config("mamlpp", "omniglot", ablation.ROOT / ablation.CONFIG)
+    assert base.lr_schedule == "cosine" and all(
+        base.learner[k] for k in ("multi_step_loss", "per_step_bn_weights", "per_step_bn_statistics",
+                                  "learned_inner_lr", "derivative_order_annealing"))
+    folders = set()
+    for label, sets in ablation.VARIANTS.items():
+        overrides, origins = command_line_overrides(sets, {})
+        config = load_config("mamlpp", "omniglot", ablation.ROOT / ablation.CONFIG, overrides, origins)
+        changed = {k for k in ("lr_schedule", "lr_gamma") if getattr(config, k) != getattr(base, k)} | {
+            f"learner.{k}" for k in config.learner if config.learner[k] != base.learner.get(k)}
+        assert changed == {key for key, _ in overrides.items()}, label
+        folders.add(ablation.run_folder(label, ablation.ROOT / "runs" / "x"))
+    assert len(folders) == len(ablation.VARIANTS)  # no two variants share a run folder
+
+
+def test_ablation_table_marks_missing_variants():
+    row = {"accuracy": 91.234, "ci95": 0.2, "episodes_done": 100, "train_seconds": 120, "best_val_accuracy": 90.0,
+           "command": "fewzero train ...", "provenance": {"commit": "abc", "date": "d"},
+           "evaluated": {"command": "python x", "commit": "abc", "date": "d"}}
+    text = ablation.render({"variants": {"all on": row}})
+    assert "| all on | 91.23 ± 0.20 | 100 | 2.0 | 90.00 |" in text
+    assert text.count("not run yet") == len(ablation.VARIANTS) - 1
+
+
+def test_time_to_accuracy_curves_and_report(tmp_path):
+    history = [{"seconds": 60.0 * m, "val_accuracy": a} for m, a in ((1, 70.0), (2, 86.0), (4, 91.0))]
+    points = tta.curve({"history": history})
+    assert points == [(1.0, 70.0), (2.0, 86.0), (4.0, 91.0)]
+    assert tta.minutes_to(points, 85) == 2.0 and tta.minutes_to(points, 95) is None
+    tta.plot({"maml": points, "protonet": [(0.5, 90.0)]}, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run = {"command": "fewzero train", "episodes_done": 10, "train_seconds": 240, "best_val_accuracy": 91.0,
+           "provenance": {"commit": "c"}, "curve": points, "minutes_to": {"85": 2.0, "95": None}}
+    text = tta.render({"levels": [85.0, 95.0], "runs": {"maml": run}, "note": "",
+                       "provenance": {"command": "python b", "commit": "c", "date": "d"}})
+    assert "| maml | 10 | 4.0 | 91.00 | 2.0 | — |" in text
+    json.dumps(run)  # the report is plain JSON
+

@@ -28,7 +28,9 @@ def evaluate_models(method: str, checkpoints: dict[str, Path], data_root: str | 
         if model not in checkpoints:
             continue
         learner, config, _ = learner_from_checkpoint(checkpoints[model])
-        if hasattr(learner, "test_inner_lr"):  # the first evaluation is at the training step size
+        # MAML++ with learned per-step step sizes has no test-time step size to choose
+        chooses_lr = hasattr(learner, "test_inner_lr") and getattr(learner, "step_lrs", None) is None
+        if chooses_lr:  # the first evaluation is at the training step size
             learner.test_inner_lr = learner.inner_lr
         if hasattr(learner, "test_inner_lr_by_shot"):  # a packaged model's stored choice (store_test_inner_lr.py)
             learner.test_inner_lr_by_shot = {}  # is set aside: the step size is chosen afresh on validation
@@ -46,7 +48,7 @@ def evaluate_models(method: str, checkpoints: dict[str, Path], data_root: str | 
             "accuracy": report.accuracy, "ci95": report.ci95, "episodes": report.n_episodes, "f1": 100 * report.f1,
             "eval_seconds": report.seconds, "model": model, "test_inner_steps": getattr(learner, "test_inner_steps", None),
             "batch_norm": getattr(learner, "batch_norm", None), "checkpoint": relative(checkpoints[model])}
-        if hasattr(learner, "test_inner_lr"):
+        if chooses_lr:
             if val_set is None:
                 val_set = load_split(config, config.val_subset, data_root)
             chosen, scores = choose_test_inner_lr(learner, val_set, config, val_episodes)

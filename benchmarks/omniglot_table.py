@@ -103,8 +103,9 @@ def render(table: dict) -> str:
             lr_cells = ""
             if chosen_lr:
                 base = r.get("training_inner_lr")
+                learned = train["config"].get("learner", {}).get("learned_inner_lr")  # MAML++'s LSLR
                 lr_cells = (f"{base['accuracy']:.2f} ± {base['ci95']:.2f} (lr {base['lr']:g}) | {r['test_inner_lr']:g} | "
-                            if base else "not measured | | ")
+                            if base else "— | learned per step | " if learned else "not measured | | ")
             lines.append(f"| {method} | {key} | {r['accuracy']:.2f} ± {r['ci95']:.2f} | {lr_cells}{pub[key]} | "
                          f"{target[key]} | {met} | {r['model']} | {train['train_seconds'] / 60:.1f} min | "
                          f"{train['episodes_done']} |")

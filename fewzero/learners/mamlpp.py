@@ -52,9 +52,10 @@ class MAMLpp(MAML):
     """MAML++: arguments as ``MAML``, plus the switches above (all on by default) and
 
     Args:
-        msl_fraction: share of meta-training over which the multi-step loss anneals (Antoniou et al.'s code: 15 of
-            100 epochs).
-        first_order_fraction: share of meta-training with first-order meta-gradients under DA (paper: 50 of 150).
+        msl_fraction: share of meta-training over which the multi-step loss anneals (Antoniou et al. count it in
+            epochs of their much longer runs; a share keeps the schedule when the budget changes).
+        first_order_fraction: share of meta-training with first-order meta-gradients under DA (Antoniou et al.: the
+            first 50 epochs).
         bn_momentum: momentum of the per-step running statistics.
         test_bn_statistics: ``"batch"`` or ``"running"`` (see BNRS above).
     """

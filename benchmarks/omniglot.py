@@ -15,7 +15,7 @@ this script; each setting records the training run, commit and date behind it. G
 at their training inner step size (Finn et al.'s protocol) and at one chosen per setting on validation episodes.
 
 Runs already finished under ``--runs`` are reused; a killed run is resumed. ``--threads`` sets torch's threads per
-training process: with ``--parallel``, the models of one method train side by side, one process each.
+training process and for the evaluation: with ``--parallel``, the models of one method train side by side, one process each.
 """
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--runs", default="runs/benchmark", help="where the trained models go")
     parser.add_argument("--episodes", type=int, default=1000, help="test episodes per setting")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per training process")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per training process and for the evaluation")
     parser.add_argument("--parallel", action="store_true", help="train the models side by side")
     parser.add_argument("--note", default="", help="conditions worth recording (e.g. other jobs on the machine)")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny training, results not written")
@@ -68,6 +69,10 @@ def main() -> None:
         if unknown:
             sys.exit(f"unknown model(s) {', '.join(sorted(unknown))} for {args.method}: choose from {', '.join(models)}")
         models = {m: c for m, c in models.items() if m in args.models.split(",")}
+    if args.threads:  # the evaluation runs in this process (more threads than free cores stall on their barriers)
+        import torch
+
+        torch.set_num_threads(args.threads)
     started = provenance()
     runs = Path(args.runs) if not args.quick else Path(args.runs) / "quick"
     if args.packaged:

@@ -15,7 +15,8 @@ this script; each setting records the training run, commit and date behind it. G
 at their training inner step size (Finn et al.'s protocol) and at one chosen per setting on validation episodes.
 
 Runs already finished under ``--runs`` are reused; a killed run is resumed. ``--threads`` sets torch's threads per
-training process and for the evaluation: with ``--parallel``, the models of one method train side by side, one process each.
+training process and for the evaluation: with ``--parallel``, the models of one method train side by side, one
+process each.
 """
 from __future__ import annotations
 

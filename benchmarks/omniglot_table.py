@@ -78,6 +78,10 @@ INNER_LR_PROTOCOL = (
     "training step size gives \"ours at the training inner lr\").")
 
 
+MAMLPP_SWITCHES = ("multi_step_loss", "per_step_bn_weights", "per_step_bn_statistics", "learned_inner_lr",
+                   "derivative_order_annealing")
+
+
 def render(table: dict) -> str:
     """The markdown of a results table (all its methods)."""
     methods = table.get("methods", {})
@@ -124,16 +128,21 @@ def render(table: dict) -> str:
             c = t["config"]
             learner = c.get("learner", {})
             inner = (f"; inner lr {learner['inner_lr']}, {learner['inner_steps']} inner step(s) in training and "
-                     f"{learner['test_inner_steps']} at test time, batch norm {learner['batch_norm']}"
-                     if "inner_lr" in learner else "")
+                     f"{learner['test_inner_steps']} at test time, batch norm "
+                     f"{learner.get('batch_norm', 'transductive')}" if "inner_lr" in learner else "")
+            switches = [k for k in MAMLPP_SWITCHES if learner.get(k)]
+            if method == "mamlpp":
+                inner += f"; MAML++ components on: {', '.join(switches) or 'none'}"
+            schedule = (f"cosine to {c.get('lr_min', 0.0)}" if c.get("lr_schedule") == "cosine"
+                        else f"x{c['lr_gamma']} every {c['lr_step']} tasks")
             batch = f", {c['meta_batch']} per meta-batch" if c.get("meta_batch", 1) > 1 else ""
             processes = t.get("processes") or c.get("workers", 1)  # older runs kept it in the config as workers
             if processes > 1:
                 batch += f" shared by {processes} processes"
             lines.append(
                 f"- {method} {name} model: `{t['command']}`; {c['backbone']}, {c['train_way']}-way "
-                f"{c['train_shot']}-shot {c['train_query']}-query tasks{batch}, Adam lr {c['lr']} x{c['lr_gamma']} "
-                f"every {c['lr_step']} tasks{inner}; {t['episodes_done']} tasks in {t['train_seconds'] / 60:.1f} min "
+                f"{c['train_shot']}-shot {c['train_query']}-query tasks{batch}, Adam lr {c['lr']} {schedule}"
+                f"{inner}; {t['episodes_done']} tasks in {t['train_seconds'] / 60:.1f} min "
                 f"(best validation {t['best_val_accuracy']:.2f} % at task {t['best_episode']}), seed {c['seed']}, "
                 f"{c['precision']} training; " + _when(t["provenance"]) + ".")
     lines += ["", "## Evaluation", ""]

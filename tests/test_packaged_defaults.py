@@ -2,7 +2,10 @@
 MAML-family model carries the test-time step size chosen on validation episodes (benchmarks/store_test_inner_lr.py).
 
 The evaluations run the first N of the table's 1000 fixed test episodes (episode i depends only on the test seed and
-i), so the table's value must lie inside the run's 95 % confidence interval, which is wider at N episodes.
+i), so the table's value must lie inside the run's confidence interval, which is wider at N episodes. With one
+check per cell (14 cells), 95 % intervals would miss a right value about every other run of the suite by chance
+alone; the interval is widened to a 95 % family-wise level (Bonferroni: z = 2.91 instead of 1.96). A wrong step size
+still fails by far (ANIL 20-way 5-shot: 67 % against 97 %).
 """
 from __future__ import annotations
 
@@ -26,6 +29,14 @@ TABLE = json.loads((REPO / "paper_results" / "omniglot_maml.json").read_text())
 # second core); MAML's and FOMAML's 20-way 5-shot episodes (3 inner steps on 100 support images) are the slowest,
 # about 0.15 s each, 20-way 1-shot about 0.06 s, 5-way about 0.03 s, ANIL's a third of those
 EPISODES = {"5w1s": 40, "5w5s": 40, "20w1s": 40, "20w5s": 25}
+
+
+def _widened(ci95: float) -> float:
+    """A 95 % confidence half-width widened to a 95 % family-wise level over the table's cells (Bonferroni)."""
+    from statistics import NormalDist
+
+    cells = sum(len(cells) for cells in MODELS.values())
+    return ci95 * NormalDist().inv_cdf(1 - 0.025 / cells) / NormalDist().inv_cdf(0.975)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -108,9 +119,9 @@ def test_plain_eval_reproduces_the_table(method, model, omniglot_test, tmp_path,
     for setting, result in MODELS[method, model].items():
         report, out = _eval(method, setting, EPISODES[setting], tmp_path, capsys)
         assert f"from {path}" in out
-        if abs(report["accuracy"] - result["accuracy"]) > report["ci95"]:
+        if abs(report["accuracy"] - result["accuracy"]) > _widened(report["ci95"]):
             outside.append(f"{setting}: table {result['accuracy']:.2f}, eval {report['accuracy']:.2f} "
-                           f"+- {report['ci95']:.2f} at {EPISODES[setting]} episodes")
+                           f"+- {_widened(report['ci95']):.2f} (family-wise) at {EPISODES[setting]} episodes")
     assert not outside, outside
 
 

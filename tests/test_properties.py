@@ -131,7 +131,8 @@ INT_LOW = {"seed": 0, "test_seed": 0}  # every other int key must be >= 1
 # Keys tied by divisibility (val_every % meta_batch): drawn together below.
 TIED = ("meta_batch", "val_every")
 INT_KEYS = sorted(f.name for f in fields(RunConfig) if HINTS[f.name] is int)
-FLOAT_LOW = {"lr": (0.0, True), "lr_gamma": (0.0, True), "weight_decay": (0.0, False), "max_minutes": (0.0, True)}
+FLOAT_LOW = {"lr": (0.0, True), "lr_gamma": (0.0, True), "weight_decay": (0.0, False), "lr_min": (0.0, False),
+             "max_minutes": (0.0, True)}
 
 
 def test_the_tables_above_name_every_numeric_config_key():

@@ -75,7 +75,8 @@ def render(report: dict) -> str:
     for method, run in report["runs"].items():
         prov = run.get("provenance", {})
         lines.append(f"- {method}: `{run['command']}`; commit {prov.get('commit', 'not recorded')}, started "
-                     f"{prov.get('date', '?')} ({prov.get('machine', '')}; load average {prov.get('load_average', '?')})")
+                     f"{prov.get('date', '?')} (training with {prov.get('threads') or 'torch default'} thread(s); the "
+                     f"launching process: {prov.get('machine', '')}; load average {prov.get('load_average', '?')})")
     lines += ["", f"Plot written by `{report['provenance']['command']}` at commit {report['provenance']['commit']}, "
               f"{report['provenance']['date']}." + (f" Note: {report['note']}" if report.get("note") else ""), ""]
     return "\n".join(lines)

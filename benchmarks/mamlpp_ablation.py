@@ -2,12 +2,18 @@
 
     python benchmarks/mamlpp_ablation.py                       # every variant (about 56 minutes each)
     python benchmarks/mamlpp_ablation.py --variants "no MSL"   # one variant (e.g. one per core, side by side)
+    python benchmarks/mamlpp_ablation.py --minutes 15          # every variant, "all on" too, on a 15-minute budget
     python benchmarks/mamlpp_ablation.py --render-only         # rewrite the md from the json
 
 Every variant trains with configs/mamlpp_omniglot_20way.yaml and one switch flipped (``VARIANTS``), then is
 evaluated on the 1000 fixed 20-way 1-shot test episodes by the shared evaluator. "all on" is the model
 ``benchmarks/omniglot.py --method mamlpp`` trains (runs/benchmark/mamlpp_20way), reused when it is there. Runs are
-resumable; results merge into paper_results/mamlpp_ablation.{json,md} per variant. Epochs and settings come from
+resumable; results merge into paper_results/mamlpp_ablation.{json,md} per variant.
+
+``--minutes M`` shrinks the budget for every variant alike: the config's task count and validation interval are
+scaled by M / 56 (so the cosine schedule, the multi-step-loss annealing and the switch to second order happen at
+the same fractions of the run) and training stops after M minutes. Every variant, "all on" included, is trained
+under that budget; the results go to paper_results/mamlpp_ablation_<M>min.{json,md}. Epochs and settings come from
 the config (chosen before any test episode was seen), the checkpoint from validation episodes.
 """
 from __future__ import annotations
@@ -34,21 +40,37 @@ VARIANTS = {  # label -> --set values (none: every component on)
     "no DA (second order from the start)": ["learner.derivative_order_annealing=false"],
     "no CA (constant outer lr)": ["lr_schedule=step", "lr_gamma=1.0"],
 }
-OUT = ROOT / "paper_results" / "mamlpp_ablation"
+FULL_MINUTES = 56  # the config's max_minutes
+FULL_EPISODES, FULL_VAL_EVERY, META_BATCH = 28000, 2000, 8  # the config's episodes, val_every and meta_batch
 
 
-def run_folder(label: str, runs: Path) -> Path:
-    if not VARIANTS[label]:
+def budget_sets(minutes: int) -> list[str]:
+    """The --set values that shrink the config's 56-minute budget to ``minutes`` (none for the full budget)."""
+    if minutes == FULL_MINUTES:
+        return []
+    scale = minutes / FULL_MINUTES
+    val_every = META_BATCH * max(1, round(FULL_VAL_EVERY * scale / META_BATCH))  # checkpoints between steps
+    return [f"episodes={round(FULL_EPISODES * scale)}", f"val_every={val_every}", f"max_minutes={minutes}"]
+
+
+def output_path(minutes: int) -> Path:
+    name = "mamlpp_ablation" if minutes == FULL_MINUTES else f"mamlpp_ablation_{minutes}min"
+    return ROOT / "paper_results" / name
+
+
+def run_folder(label: str, runs: Path, minutes: int = FULL_MINUTES) -> Path:
+    if not VARIANTS[label] and minutes == FULL_MINUTES:
         return ROOT / "runs" / "benchmark" / "mamlpp_20way"
-    return runs / label.split(" (")[0].replace(" ", "_").replace("+", "and").lower()
+    name = label.split(" (")[0].replace(" ", "_").replace("+", "and").lower()
+    return runs / name if minutes == FULL_MINUTES else runs / f"{minutes}min" / name
 
 
-def train(label: str, folder: Path, data_root: str | None) -> dict:
+def train(label: str, folder: Path, data_root: str | None, minutes: int = FULL_MINUTES) -> dict:
     """Train (or resume, or reuse) one variant with the real CLI; its metrics.json with the command and provenance."""
     command = ["fewzero", "train", "--method", "mamlpp", "--dataset", "omniglot", "--config", CONFIG, "--out",
-               str(folder)] + [arg for value in VARIANTS[label] for arg in ("--set", value)]
+               str(folder)] + [arg for value in VARIANTS[label] + budget_sets(minutes) for arg in ("--set", value)]
     if not (folder / "metrics.json").is_file():
-        if not VARIANTS[label]:
+        if not VARIANTS[label] and minutes == FULL_MINUTES:
             sys.exit(f"{folder} has no finished run: `python benchmarks/omniglot.py --method mamlpp --models 20-way`")
         resume = (folder / "last.pt").is_file()
         if not resume:
@@ -78,10 +100,14 @@ def evaluate_variant(folder: Path, data_root: str | None, episodes: int) -> dict
     return {"accuracy": report.accuracy, "ci95": report.ci95, "episodes": report.n_episodes}
 
 
-def render(table: dict) -> str:
+def render(table: dict, minutes: int = FULL_MINUTES) -> str:
+    budget = (f"{minutes} minutes of meta-training on one CPU thread" if minutes == FULL_MINUTES else
+              f"{minutes} minutes of meta-training on one CPU thread, the config's 56-minute budget scaled down "
+              f"(`--minutes {minutes}`: {', '.join(budget_sets(minutes))}; every variant, \"all on\" included, "
+              f"trained under it, one seed each)")
     lines = ["# MAML++ ablation: Omniglot 20-way 1-shot", "",
              "Each row turns one MAML++ component off (configs/mamlpp_omniglot_20way.yaml otherwise), same budget: "
-             "56 minutes of meta-training on one CPU thread. Test: 1000 fixed 20-way 1-shot episodes, 15 queries per "
+             f"{budget}. Test: 1000 fixed 20-way 1-shot episodes, 15 queries per "
              "class, 95 % CI. Written by `benchmarks/mamlpp_ablation.py`.", "",
              "| variant | test accuracy | tasks seen | minutes | best validation |", "| --- | --- | --- | --- | --- |"]
     for label in VARIANTS:
@@ -106,20 +132,25 @@ def main() -> None:
     parser.add_argument("--runs", default=str(ROOT / "runs" / "mamlpp_ablation"))
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--minutes", type=int, default=FULL_MINUTES,
+                        help=f"training budget per variant (default {FULL_MINUTES}, the config's)")
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
-    path = OUT.with_suffix(".json")
+    if not 1 <= args.minutes <= FULL_MINUTES:
+        parser.error(f"--minutes must be between 1 and {FULL_MINUTES}")
+    out = output_path(args.minutes)
+    path = out.with_suffix(".json")
     table = json.loads(path.read_text()) if path.is_file() else {"variants": {}}
     if not args.render_only:
         for label in args.variants:
-            folder = run_folder(label, Path(args.runs))
-            row = train(label, folder, args.data_root)
+            folder = run_folder(label, Path(args.runs), args.minutes)
+            row = train(label, folder, args.data_root, args.minutes)
             row.update(evaluate_variant(folder, args.data_root, args.episodes), evaluated=provenance())
             table = json.loads(path.read_text()) if path.is_file() else {"variants": {}}  # others may have written
             table["variants"][label] = row
             write_text(path, json.dumps(table, indent=1) + "\n")
-    write_text(OUT.with_suffix(".md"), render(table))
-    print(f"wrote {OUT}.md")
+    write_text(out.with_suffix(".md"), render(table, args.minutes))
+    print(f"wrote {out}.md")
 
 
 if __name__ == "__main__":

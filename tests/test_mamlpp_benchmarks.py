@@ -51,3 +51,21 @@ def test_time_to_accuracy_curves_and_report(tmp_path):
     assert "| maml | 10 | 4.0 | 91.00 | 2.0 | — |" in text
     json.dumps(run)  # the report is plain JSON
 
+
+
+def test_ablation_budget_scales_the_config_and_keeps_runs_apart():
+    base = load_config("mamlpp", "omniglot", ablation.ROOT / ablation.CONFIG)
+    assert (base.max_minutes, base.episodes, base.val_every, base.meta_batch) == (
+        ablation.FULL_MINUTES, ablation.FULL_EPISODES, ablation.FULL_VAL_EVERY, ablation.META_BATCH)
+    assert ablation.budget_sets(ablation.FULL_MINUTES) == []
+    overrides, origins = command_line_overrides(ablation.VARIANTS["no DA (second order from the start)"]
+                                                + ablation.budget_sets(14), {})
+    config = load_config("mamlpp", "omniglot", ablation.ROOT / ablation.CONFIG, overrides, origins)
+    assert (config.episodes, config.val_every, config.max_minutes) == (7000, 496, 14)
+    assert config.learner["derivative_order_annealing"] is False
+    runs = ablation.ROOT / "runs" / "x"
+    full = {ablation.run_folder(label, runs) for label in ablation.VARIANTS}
+    short = {ablation.run_folder(label, runs, 14) for label in ablation.VARIANTS}
+    assert len(short) == len(ablation.VARIANTS) and not full & short  # "all on" is retrained under a short budget
+    assert ablation.output_path(14) != ablation.output_path(ablation.FULL_MINUTES)
+    assert "`--minutes 14`" in ablation.render({"variants": {}}, 14)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ def provenance() -> dict:
 
     dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),  # quoted: reruns as written
         "commit": git("rev-parse", "HEAD") + (" (with uncommitted changes)" if dirty else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "

@@ -1,0 +1,17 @@
+"""Benchmark provenance: the recorded command reruns as written, arguments with spaces included."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+from benchmark_scripts import load_script
+
+provenance = load_script("provenance")
+
+
+def test_recorded_command_splits_back_into_the_arguments(monkeypatch):
+    argv = ["benchmarks/mamlpp_ablation.py", "--variants", "no DA (second order from the start)", "--minutes", "15"]
+    monkeypatch.setattr(sys, "argv", argv)
+    record = provenance.provenance()
+    assert shlex.split(record["command"])[1:] == argv
+    assert record["commit"] and record["date"].endswith("UTC")

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, provenance  # noqa: E402
+from provenance import ROOT, portable, provenance  # noqa: E402
 
 from fewzero.atomic import write_text  # noqa: E402
 
@@ -120,7 +120,7 @@ def render(table: dict, minutes: int = FULL_MINUTES) -> str:
     lines += ["", "## Runs", ""]
     for label, row in table["variants"].items():
         p = row["provenance"]
-        lines.append(f"- {label}: `{row['command']}`; commit {p.get('commit', '?')}, {p.get('date', '?')} "
+        lines.append(f"- {label}: `{portable(row['command'])}`; commit {p.get('commit', '?')}, {p.get('date', '?')} "
                      f"({p.get('machine', '')}; load average {p.get('load_average', '?')}); evaluated by "
                      f"`{row['evaluated']['command']}` at commit {row['evaluated']['commit']}, {row['evaluated']['date']}")
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from fewzero.atomic import write_text
 
 from omniglot_settings import run_dir
-from provenance import ROOT, provenance
+from provenance import ROOT, portable, provenance
 
 
 # configs trained with two processes sharing each meta-batch (torchrun, one per core: paper_results/scaling.md)
@@ -49,7 +50,7 @@ def train_models(method: str, models: dict[str, str], runs: Path, data_root: str
             if not (run / "last.pt").is_file():
                 run.mkdir(parents=True, exist_ok=True)
                 prov = provenance()
-                prov["command"] = " ".join(["python", *train_command(method, config, run, data_root, quick)[1:]])
+                prov["command"] = portable(shlex.join(["python", *train_command(method, config, run, data_root, quick)[1:]]))
                 prov["threads"] = threads
                 write_text(run / "provenance.json", json.dumps(prov, indent=1))
             elif (run / "provenance.json").is_file():  # a killed run resumes: record when and at which commit

@@ -41,3 +41,8 @@ def provenance() -> dict:
                    f"({torch.get_num_threads()} threads), Python {platform.python_version()}, {platform.system()}",
         "load_average": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
+
+
+def portable(command: str) -> str:
+    """``command`` with this checkout's absolute path removed (benchmarks run from the repository root)."""
+    return command.replace(f"{ROOT}{os.sep}", "")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from omniglot_training import train_models  # noqa: E402
-from provenance import ROOT, provenance  # noqa: E402
+from provenance import ROOT, portable, provenance  # noqa: E402
 
 from fewzero.atomic import write_text  # noqa: E402
 
@@ -74,7 +74,7 @@ def render(report: dict) -> str:
     lines += ["", "## Runs", ""]
     for method, run in report["runs"].items():
         prov = run.get("provenance", {})
-        lines.append(f"- {method}: `{run['command']}`; commit {prov.get('commit', 'not recorded')}, started "
+        lines.append(f"- {method}: `{portable(run['command'])}`; commit {prov.get('commit', 'not recorded')}, started "
                      f"{prov.get('date', '?')} (training with {prov.get('threads') or 'torch default'} thread(s); the "
                      f"launching process: {prov.get('machine', '')}; load average {prov.get('load_average', '?')})")
     lines += ["", f"Plot written by `{report['provenance']['command']}` at commit {report['provenance']['commit']}, "
@@ -89,7 +89,11 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--levels", nargs="+", type=float, default=[80.0, 85.0, 90.0])
     parser.add_argument("--note", default="")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the md from the json and stop")
     args = parser.parse_args()
+    if args.render_only:
+        write_text(OUT.with_suffix(".md"), render(json.loads(OUT.with_suffix(".json").read_text())))
+        return
     runs = Path(args.runs)
     trained = {}
     for method in args.methods:

@@ -15,3 +15,9 @@ def test_recorded_command_splits_back_into_the_arguments(monkeypatch):
     record = provenance.provenance()
     assert shlex.split(record["command"])[1:] == argv
     assert record["commit"] and record["date"].endswith("UTC")
+
+
+def test_portable_commands_name_paths_from_the_repository_root():
+    inside = f"fewzero train --out {provenance.ROOT / 'runs' / 'x'} --config configs/a.yaml"
+    assert provenance.portable(inside) == "fewzero train --out runs/x --config configs/a.yaml"
+    assert provenance.portable("fewzero train --out /elsewhere/x") == "fewzero train --out /elsewhere/x"

@@ -89,6 +89,9 @@ def eval_few_shot(args: argparse.Namespace) -> None:
     if args.batch_norm:
         if not hasattr(learner, "batch_norm"):
             raise FewzeroError(f"--batch-norm applies to the MAML family, not {config.method}: drop it")
+        modes = getattr(learner, "batch_norm_modes", (args.batch_norm,))
+        if args.batch_norm not in modes:
+            raise FewzeroError(f"{config.method} supports --batch-norm {' or '.join(modes)} only: drop the flag")
         learner.batch_norm = args.batch_norm
     dataset = load_split(config, config.test_subset, args.data_root, progress=not args.quiet)
     sampler = episode_sampler(dataset, config, config.test_episodes, config.test_seed)

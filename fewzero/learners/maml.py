@@ -55,6 +55,8 @@ class MAML(Learner):
             to the loop (its statistics come from forward hooks).
     """
 
+    batch_norm_modes = BATCH_NORM_MODES  # what --batch-norm may choose
+
     label_permutation_invariant = False  # row i of the (meta-learned) head belongs to label i
 
     def __init__(self, backbone: nn.Module, *, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,

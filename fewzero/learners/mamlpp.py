@@ -60,6 +60,8 @@ class MAMLpp(MAML):
         test_bn_statistics: ``"batch"`` or ``"running"`` (see BNRS above).
     """
 
+    batch_norm_modes = ("transductive",)  # batch statistics, or each step's running ones (BNRS)
+
     def __init__(self, backbone: nn.Module, *, n_way: int = 5, feature_dim: int = 64, inner_lr: float = 0.4,
                  inner_steps: int = 1, test_inner_steps: int | None = 3, first_order: bool = False,
                  batch_norm: str = "transductive", test_inner_lr: float | None = None,

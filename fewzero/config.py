@@ -68,6 +68,7 @@ class RunConfig:
     epochs: int = 20  # fewzero pretrain: passes over the training images
     batch_size: int = 128  # fewzero pretrain: images per mini-batch
     objective: str = "linear"  # fewzero pretrain: the loss (fewzero.transfer.objectives.OBJECTIVES)
+    augment_shift: int = 0  # fewzero pretrain: move each training image by up to this many pixels (0: off)
     learner: dict = field(default_factory=dict)
     backbone_args: dict = field(default_factory=dict)
 

@@ -23,7 +23,7 @@ DEVICE_TYPES = ("cpu", "cuda", "mps")
 AT_LEAST_ONE = ("image_size", "train_way", "train_shot", "train_query", "test_way", "test_shot", "test_query",
                 "episodes", "meta_batch", "lr_step", "val_every", "val_episodes", "test_episodes", "epochs",
                 "batch_size")
-AT_LEAST_ZERO = ("seed", "test_seed")
+AT_LEAST_ZERO = ("seed", "test_seed", "augment_shift")
 
 Where = Callable[[str], str]  # config key -> " in <file>" / " (from --lr)" / "" (a default)
 
@@ -187,6 +187,9 @@ def _check_consistency(config: Any, at: Where) -> None:
     if config.objective not in OBJECTIVES:
         raise FewzeroError(f"config key 'objective'{at('objective')} must be one of {', '.join(OBJECTIVES)}, "
                            f"got {config.objective!r}")
+    if 2 * config.augment_shift >= config.image_size:
+        raise FewzeroError(f"config key 'augment_shift' ({config.augment_shift}){at('augment_shift')} must be under "
+                           f"half the image_size ({config.image_size}){at('image_size')}")
     if config.precision not in PRECISIONS:
         raise FewzeroError(f"config key 'precision'{at('precision')} must be one of {', '.join(PRECISIONS)}, "
                            f"got {config.precision!r}")

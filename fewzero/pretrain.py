@@ -30,6 +30,7 @@ from fewzero.registry import BACKBONES, LEARNERS
 from fewzero.run_setup import joined_run, plan_run, restored_progress
 from fewzero.runlog import RunLog
 from fewzero.train import episode_sampler, run_inputs
+from fewzero.transfer.augment import batch_generator, random_shift
 from fewzero.transfer.objectives import create_objective
 
 
@@ -161,7 +162,8 @@ def _pretrain(config: RunConfig, out: Path, device: torch.device, resume: bool, 
             order = list(sampler)
             for first in range(0, len(order), per_process):
                 batch = train_set.__getitems__(order[first:first + per_process])
-                x, y = batch.x.to(device), batch.y.to(device)
+                x = random_shift(batch.x, config.augment_shift, batch_generator(config.seed, epoch, first))
+                x, y = x.to(device), batch.y.to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                     loss, logits = model(x, y)
                 optimizer.zero_grad(set_to_none=True)

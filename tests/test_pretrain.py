@@ -17,7 +17,7 @@ from fewzero.pretrain import pretrain, pretrain_config
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = {"epochs": 4, "batch_size": 32, "val_episodes": 4, "backbone_args.hidden": 8, "precision": "fp32",
-        "max_minutes": None, "lr": 0.01}
+        "augment_shift": 2, "max_minutes": None, "lr": 0.01}
 
 
 def tiny_config(**changes):
@@ -37,6 +37,15 @@ def test_pretraining_writes_a_backbone_every_transfer_learner_loads(tiny_omniglo
     assert torch.equal(learner.base_mean, best["statistics"]["base_mean"])
     assert saved["val_accuracy"] == metrics["best_val_accuracy"]
 
+
+
+def test_shifted_images_reach_the_network(tiny_omniglot, tmp_path):
+    weights = {}
+    for shift in (0, 2):
+        pretrain(tiny_config(epochs=1, augment_shift=shift), tmp_path / str(shift), data_root=tiny_omniglot,
+                 progress=False)
+        weights[shift] = load_checkpoint(tmp_path / str(shift) / "last.pt")["model"]
+    assert any(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
 
 KILL_AFTER_SECOND_EPOCH = textwrap.dedent("""
     import os, signal, sys

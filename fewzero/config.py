@@ -64,7 +64,7 @@ class RunConfig:
     max_minutes: typing.Optional[float] = None
     device: str = "cpu"
     dist_backend: str = "auto"  # under torchrun: auto (NCCL on CUDA, gloo on CPU), gloo or nccl
-    precision: str = "fp32"  # training arithmetic: fp32, or bf16 autocast (about 2x faster on CPUs with AVX-512 BF16)
+    precision: str = "fp32"  # training arithmetic: fp32, bf16 autocast, or auto (fewzero.precision)
     epochs: int = 20  # fewzero pretrain: passes over the training images
     batch_size: int = 128  # fewzero pretrain: images per mini-batch
     objective: str = "linear"  # fewzero pretrain: the loss (fewzero.transfer.objectives.OBJECTIVES)

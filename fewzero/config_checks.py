@@ -12,12 +12,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fewzero.errors import FewzeroError
+from fewzero.precision import PRECISIONS
 from fewzero.registry import BACKBONES, DATASETS, LEARNERS, Registry
 
 if TYPE_CHECKING:
     import torch
 
-PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("step", "cosine")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 AT_LEAST_ONE = ("image_size", "train_way", "train_shot", "train_query", "test_way", "test_shot", "test_query",

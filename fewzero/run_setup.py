@@ -18,6 +18,7 @@ from fewzero import distributed
 from fewzero.checkpoint import PRETRAINED_KIND, load_checkpoint, saved_config
 from fewzero.config import RunConfig, check_device, validate
 from fewzero.errors import FewzeroError
+from fewzero.precision import resolve_precision
 from fewzero.run_folder import RESUMABLE_KEYS, RunFolder, require_last_checkpoint
 
 
@@ -55,6 +56,8 @@ def plan_run(config: RunConfig | None, out: Path, *, resume: bool, overwrite: bo
     command continues from ``last.pt`` if there is one, and otherwise starts again from scratch.
     """
     last = out / "last.pt"
+    if config is not None:  # the run records the arithmetic it used (and a resume on another machine keeps it)
+        config.precision = resolve_precision(config.precision, config.device)
     if not resume and config is not None and distributed.restart_count() > 0:
         if not last.is_file():
             return config, False, True

@@ -203,3 +203,9 @@ def test_unavailable_cuda_in_train(capfd, tmp_path, tiny_omniglot, unavailable_c
 ], ids=["semantics-for-few-shot", "way-for-zero-shot"])
 def test_flags_of_the_other_kind_of_method(capfd, tmp_path, argv, fragments):
     fails(capfd, tmp_path, [*argv, "--quiet"], *fragments)
+
+
+def test_batch_norm_flag_refused_where_the_learner_cannot_honour_it(capfd, tmp_path):
+    # the packaged MAML++ model normalises with batch statistics only (its per-step batch-norm parts)
+    fails(capfd, tmp_path, ["eval", "--method", "mamlpp", "--way", "20", "--batch-norm", "inductive", "--quiet"],
+          "mamlpp supports --batch-norm transductive only")

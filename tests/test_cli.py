@@ -94,11 +94,6 @@ def test_bad_eval_inputs(data_root, checkpoint, args, fragments):
 
 
 
-def test_batch_norm_flag_refused_where_the_learner_cannot_honour_it(data_root):
-    # the packaged MAML++ model normalises with batch statistics only (its per-step BN parts)
-    assert_user_error(run("eval", "--method", "mamlpp", "--way", "20", "--batch-norm", "inductive", "--quiet"),
-                      "mamlpp supports --batch-norm transductive only")
-
 def test_bad_checkpoints(checkpoint, tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(checkpoint.read_bytes()[:4000])

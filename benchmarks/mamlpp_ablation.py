@@ -58,19 +58,20 @@ def output_path(minutes: int) -> Path:
     return ROOT / "paper_results" / name
 
 
-def run_folder(label: str, runs: Path, minutes: int = FULL_MINUTES) -> Path:
-    if not VARIANTS[label] and minutes == FULL_MINUTES:
+def run_folder(label: str, runs: Path, minutes: int = FULL_MINUTES, seed: int = 0) -> Path:
+    if not VARIANTS[label] and minutes == FULL_MINUTES and seed == 0:
         return ROOT / "runs" / "benchmark" / "mamlpp_20way"
-    name = label.split(" (")[0].replace(" ", "_").replace("+", "and").lower()
+    name = label.split(" (")[0].replace(" ", "_").replace("+", "and").lower() + (f"_seed{seed}" if seed else "")
     return runs / name if minutes == FULL_MINUTES else runs / f"{minutes}min" / name
 
 
-def train(label: str, folder: Path, data_root: str | None, minutes: int = FULL_MINUTES) -> dict:
+def train(label: str, folder: Path, data_root: str | None, minutes: int = FULL_MINUTES, seed: int = 0) -> dict:
     """Train (or resume, or reuse) one variant with the real CLI; its metrics.json with the command and provenance."""
+    sets = VARIANTS[label] + budget_sets(minutes) + ([f"seed={seed}"] if seed else [])
     command = ["fewzero", "train", "--method", "mamlpp", "--dataset", "omniglot", "--config", CONFIG, "--out",
-               str(folder)] + [arg for value in VARIANTS[label] + budget_sets(minutes) for arg in ("--set", value)]
+               portable(str(folder))] + [arg for value in sets for arg in ("--set", value)]
     if not (folder / "metrics.json").is_file():
-        if not VARIANTS[label] and minutes == FULL_MINUTES:
+        if not VARIANTS[label] and minutes == FULL_MINUTES and seed == 0:
             sys.exit(f"{folder} has no finished run: `python benchmarks/omniglot.py --method mamlpp --models 20-way`")
         resume = (folder / "last.pt").is_file()
         if not resume:
@@ -117,8 +118,20 @@ def render(table: dict, minutes: int = FULL_MINUTES) -> str:
             continue
         lines.append(f"| {label} | {row['accuracy']:.2f} ± {row['ci95']:.2f} | {row['episodes_done']} | "
                      f"{row['train_seconds'] / 60:.1f} | {row['best_val_accuracy']:.2f} |")
+    repeats = table.get("repeats", {})
+    if repeats:
+        lines += ["", "## Seed-to-seed spread", "",
+                  "The same variant trained again with other seeds (`--seed`), same budget, same test episodes:", ""]
+        for label, by_seed in repeats.items():
+            rows = {**({"0": table["variants"][label]} if label in table["variants"] else {}), **by_seed}
+            scores = [row["accuracy"] for row in rows.values()]
+            lines.append(f"- {label}: " + ", ".join(f"seed {seed} {row['accuracy']:.2f} ± {row['ci95']:.2f}"
+                                                     for seed, row in sorted(rows.items())) +
+                         f"; max − min {max(scores) - min(scores):.2f} points")
+    runs = [(label, row) for label, row in table["variants"].items()] + [
+        (f"{label}, seed {seed}", row) for label, by_seed in repeats.items() for seed, row in sorted(by_seed.items())]
     lines += ["", "## Runs", ""]
-    for label, row in table["variants"].items():
+    for label, row in runs:
         p = row["provenance"]
         lines.append(f"- {label}: `{portable(row['command'])}`; commit {p.get('commit', '?')}, {p.get('date', '?')} "
                      f"({p.get('machine', '')}; load average {p.get('load_average', '?')}); evaluated by "
@@ -134,6 +147,7 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--minutes", type=int, default=FULL_MINUTES,
                         help=f"training budget per variant (default {FULL_MINUTES}, the config's)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (other than 0: a repeat, for the spread)")
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
     if not 1 <= args.minutes <= FULL_MINUTES:
@@ -143,11 +157,14 @@ def main() -> None:
     table = json.loads(path.read_text()) if path.is_file() else {"variants": {}}
     if not args.render_only:
         for label in args.variants:
-            folder = run_folder(label, Path(args.runs), args.minutes)
-            row = train(label, folder, args.data_root, args.minutes)
+            folder = run_folder(label, Path(args.runs), args.minutes, args.seed)
+            row = train(label, folder, args.data_root, args.minutes, args.seed)
             row.update(evaluate_variant(folder, args.data_root, args.episodes), evaluated=provenance())
             table = json.loads(path.read_text()) if path.is_file() else {"variants": {}}  # others may have written
-            table["variants"][label] = row
+            if args.seed:
+                table.setdefault("repeats", {}).setdefault(label, {})[str(args.seed)] = row
+            else:
+                table["variants"][label] = row
             write_text(path, json.dumps(table, indent=1) + "\n")
     write_text(out.with_suffix(".md"), render(table, args.minutes))
     print(f"wrote {out}.md")

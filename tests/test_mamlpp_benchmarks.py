@@ -69,3 +69,16 @@ def test_ablation_budget_scales_the_config_and_keeps_runs_apart():
     assert len(short) == len(ablation.VARIANTS) and not full & short  # "all on" is retrained under a short budget
     assert ablation.output_path(14) != ablation.output_path(ablation.FULL_MINUTES)
     assert "`--minutes 14`" in ablation.render({"variants": {}}, 14)
+
+
+def test_ablation_repeats_with_other_seeds_show_their_spread():
+    runs = ablation.ROOT / "runs" / "x"
+    assert ablation.run_folder("all on", runs, 15, seed=1) != ablation.run_folder("all on", runs, 15)
+    assert ablation.run_folder("all on", runs, seed=1) != ablation.run_folder("all on", runs)  # not the table's run
+    row = {"accuracy": 81.3, "ci95": 0.3, "episodes_done": 5904, "train_seconds": 900, "best_val_accuracy": 81.8,
+           "command": f"fewzero train --out {runs}", "provenance": {"commit": "abc", "date": "d"},
+           "evaluated": {"command": "python x", "commit": "abc", "date": "d"}}
+    table = {"variants": {"all on": row}, "repeats": {"all on": {"1": {**row, "accuracy": 82.05}}}}
+    text = ablation.render(table, 15)
+    assert "- all on: seed 0 81.30 ± 0.30, seed 1 82.05 ± 0.30; max − min 0.75 points" in text
+    assert "- all on, seed 1: `fewzero train --out runs/x`" in text

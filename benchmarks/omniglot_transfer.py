@@ -13,6 +13,7 @@ chosen on fixed *validation* episodes; the chosen ones are then scored once on t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -52,12 +53,17 @@ def build(method: str, settings: dict, checkpoints: dict[str, Path]):
     return learner_from_checkpoint(checkpoints[method], method=method)[0]
 
 
+def cell_key(method: str, checkpoint: Path, settings: dict, subset: str, way: int, shot: int, episodes: int) -> str:
+    """The cache key of one cell: the checkpoint by its contents, so that a replaced model is scored afresh."""
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]
+    return json.dumps([method, Path(checkpoint).name, digest, settings, subset, way, shot, episodes])
+
+
 def score(method, settings, checkpoints, datasets, subset, way, shot, episodes, cache: Cache) -> dict:
     from fewzero.evaluate import evaluate
     from fewzero.sampling import EpisodeSampler
 
-    key = json.dumps([method, str(checkpoints.get(method, checkpoints["pretrained"])), settings, subset, way, shot,
-                      episodes])
+    key = cell_key(method, checkpoints.get(method, checkpoints["pretrained"]), settings, subset, way, shot, episodes)
 
     def run():
         dataset = datasets[subset]

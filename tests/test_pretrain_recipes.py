@@ -1,5 +1,5 @@
 """benchmarks/pretrain_recipes.py: candidate configs are valid pretraining configs, runs stay apart, the table
-says which recipe has the highest validation mean."""
+says which recipe has the highest validation mean; the transfer table scores a replaced backbone afresh."""
 from __future__ import annotations
 
 from benchmark_scripts import load_script
@@ -32,3 +32,14 @@ def test_table_marks_the_highest_mean():
     text = recipes.render(report)
     assert "| b | " + " | ".join(["98.50 ± 0.20"] * len(heads)) + " | 98.50 | 12 (11) | 40.0 |" in text
     assert "Highest mean: **b**" in text and str(recipes.ROOT) not in text
+
+
+def test_transfer_table_cells_follow_the_checkpoint_contents(tmp_path):
+    transfer = load_script("omniglot_transfer")
+    checkpoint = tmp_path / "pretrain_conv4_omniglot.pt"
+    checkpoint.write_bytes(b"first backbone")
+    first = transfer.cell_key("simpleshot", checkpoint, {"normalisation": "l2n"}, "test", 5, 1, 1000)
+    assert first == transfer.cell_key("simpleshot", checkpoint, {"normalisation": "l2n"}, "test", 5, 1, 1000)
+    checkpoint.write_bytes(b"a better backbone, shipped under the same name")
+    assert transfer.cell_key("simpleshot", checkpoint, {"normalisation": "l2n"}, "test", 5, 1, 1000) != first
+    assert str(tmp_path) not in first  # keys name the file, not this checkout's path

@@ -54,9 +54,10 @@ def build(method: str, settings: dict, checkpoints: dict[str, Path]):
 
 
 def cell_key(method: str, checkpoint: Path, settings: dict, subset: str, way: int, shot: int, episodes: int) -> str:
-    """The cache key of one cell: the checkpoint by its contents, so that a replaced model is scored afresh."""
+    """The cache key of one cell: the checkpoint by its contents (not its path), so that a replaced model is
+    scored afresh and a copy of a scored one (e.g. once shipped) is not."""
     digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]
-    return json.dumps([method, Path(checkpoint).name, digest, settings, subset, way, shot, episodes])
+    return json.dumps([method, digest, settings, subset, way, shot, episodes])
 
 
 def score(method, settings, checkpoints, datasets, subset, way, shot, episodes, cache: Cache) -> dict:

@@ -1,7 +1,8 @@
 """Training arithmetic: ``fp32``, ``bf16`` autocast, or ``auto``: bf16 where the hardware computes it natively.
 
 On CPUs without AVX-512 BF16 or AMX instructions bf16 is emulated, and bf16 autocast trains several times slower
-than fp32 (8-10x on a 2-core AMD EPYC with AVX2 only: paper_results/precision_speed.md); on such machines ``auto`` trains in fp32.
+than fp32 (8-10x on a 2-core AMD EPYC with AVX2 only: paper_results/precision_speed.md); on such machines
+``auto`` trains in fp32.
 """
 from __future__ import annotations
 

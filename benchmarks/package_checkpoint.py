@@ -99,6 +99,8 @@ def main() -> None:
         command = (f"fewzero train --method {config['method']} --dataset {config['dataset']} "
                    f"--config configs/{name}.yaml --out {args.run}")
         when, done = f"episode {metrics['best_episode']}", f"episodes trained: {metrics['episodes_done']}"
+    if str(prov.get("command", "")).startswith(("fewzero train ", "fewzero pretrain ")):
+        command = prov["command"]  # what the run recorded (e.g. a benchmark's own config), not the default
     dest = PACKAGED / f"{name}.pt"
     shutil.copyfile(args.run / "best.pt", dest)
     lines = [f"# `{name}.pt`", "", what, "", f"```bash\n{command}\n```", "",

@@ -130,6 +130,7 @@ HINTS = typing.get_type_hints(RunConfig)
 INT_LOW = {"seed": 0, "test_seed": 0}  # every other int key must be >= 1
 # Keys tied by divisibility (val_every % meta_batch): drawn together below.
 TIED = ("meta_batch", "val_every")
+BOUNDED = {"augment_shift": (0, 13)}  # also under half the image size (28): drawn below
 INT_KEYS = sorted(f.name for f in fields(RunConfig) if HINTS[f.name] is int)
 FLOAT_LOW = {"lr": (0.0, True), "lr_gamma": (0.0, True), "weight_decay": (0.0, False), "lr_min": (0.0, False),
              "max_minutes": (0.0, True)}
@@ -137,7 +138,7 @@ FLOAT_LOW = {"lr": (0.0, True), "lr_gamma": (0.0, True), "weight_decay": (0.0, F
 
 def test_the_tables_above_name_every_numeric_config_key():
     numeric = {f.name for f in fields(RunConfig) if float in (typing.get_args(HINTS[f.name]) or (HINTS[f.name],))}
-    assert numeric == set(FLOAT_LOW) and set(INT_LOW) | set(TIED) <= set(INT_KEYS)
+    assert numeric == set(FLOAT_LOW) and set(INT_LOW) | set(TIED) | set(BOUNDED) <= set(INT_KEYS)
 
 
 def typed(value: int | float) -> str:
@@ -149,7 +150,7 @@ def floats_above(low: float, strict: bool) -> st.SearchStrategy[float]:
     return st.floats(min_value=low, exclude_min=strict, allow_nan=False, allow_infinity=False)
 
 
-@given(key=st.sampled_from([k for k in INT_KEYS if k not in TIED]), data=st.data())
+@given(key=st.sampled_from([k for k in INT_KEYS if k not in TIED and k not in BOUNDED]), data=st.data())
 @SETTINGS
 def test_an_int_override_round_trips(key, data):
     low = INT_LOW.get(key, 1)
@@ -159,6 +160,15 @@ def test_an_int_override_round_trips(key, data):
     assert getattr(load_config("protonet", "omniglot", overrides={key: parsed}), key) == value
     with pytest.raises(FewzeroError, match=f"'{key}'.* must be >= {low}"):
         load_config("protonet", "omniglot", overrides={key: data.draw(st.integers(-10 ** 6, low - 1), label="bad")})
+
+
+@given(value=st.integers(*BOUNDED["augment_shift"]),
+       bad=st.one_of(st.integers(-10 ** 6, -1), st.integers(BOUNDED["augment_shift"][1] + 1, 10 ** 6)))
+@SETTINGS
+def test_a_bounded_int_override_round_trips(value, bad):
+    assert load_config("simpleshot", "omniglot", overrides={"augment_shift": value}).augment_shift == value
+    with pytest.raises(FewzeroError, match="'augment_shift'.* must be"):
+        load_config("simpleshot", "omniglot", overrides={"augment_shift": bad})
 
 
 @given(meta_batch=st.integers(1, 32), steps=st.integers(1, 50))

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_run import run_cli  # noqa: E402
 from provenance import ROOT, portable, provenance  # noqa: E402
 
 from fewzero.atomic import write_text  # noqa: E402
@@ -70,20 +69,11 @@ def train(label: str, folder: Path, data_root: str | None, minutes: int = FULL_M
     sets = VARIANTS[label] + budget_sets(minutes) + ([f"seed={seed}"] if seed else [])
     command = ["fewzero", "train", "--method", "mamlpp", "--dataset", "omniglot", "--config", CONFIG, "--out",
                portable(str(folder))] + [arg for value in sets for arg in ("--set", value)]
-    if not (folder / "metrics.json").is_file():
-        if not VARIANTS[label] and minutes == FULL_MINUTES and seed == 0:
-            sys.exit(f"{folder} has no finished run: `python benchmarks/omniglot.py --method mamlpp --models 20-way`")
-        resume = (folder / "last.pt").is_file()
-        if not resume:
-            folder.mkdir(parents=True, exist_ok=True)
-            write_text(folder / "provenance.json", json.dumps({**provenance(), "command": " ".join(command)}, indent=1))
-        full = [sys.executable, "-m", *command] + (["--resume"] if resume else []) + (
-            ["--data-root", data_root] if data_root else [])
-        print("$", " ".join(full[2:]), flush=True)
-        subprocess.run(full, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
+    if not (folder / "metrics.json").is_file() and not VARIANTS[label] and minutes == FULL_MINUTES and seed == 0:
+        sys.exit(f"{folder} has no finished run: `python benchmarks/omniglot.py --method mamlpp --models 20-way`")
+    prov = run_cli(command, folder, data_root, threads=1)
     metrics = json.loads((folder / "metrics.json").read_text())
-    prov = json.loads((folder / "provenance.json").read_text()) if (folder / "provenance.json").is_file() else {}
-    return {"command": prov.get("command", " ".join(command)), "provenance": prov,
+    return {"command": prov["command"], "provenance": prov,
             **{k: metrics[k] for k in ("episodes_done", "train_seconds", "best_val_accuracy", "best_episode")}}
 
 

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
+from cli_run import run_cli
 from provenance import ROOT, portable, provenance
 from result_cache import Cache
 
@@ -47,19 +45,9 @@ def train(label: str, runs: Path, data_root: str | None, threads: int) -> tuple[
     folder = run_folder(label, runs)
     command = ["fewzero", "pretrain", "--backbone", "conv4", "--dataset", "omniglot", "--config", CANDIDATES[label],
                "--out", portable(str(folder))]
-    if not (folder / "metrics.json").is_file():
-        resume = (folder / "last.pt").is_file()
-        if not resume:
-            folder.mkdir(parents=True, exist_ok=True)
-            write_text(folder / "provenance.json", json.dumps({**provenance(), "command": shlex.join(command),
-                                                                "threads": threads}, indent=1))
-        full = [sys.executable, "-m", *command, *(["--resume"] if resume else []),
-                *(["--data-root", data_root] if data_root else [])]
-        print("$", shlex.join(full[2:]), flush=True)
-        subprocess.run(full, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, check=True)
+    prov = run_cli(command, folder, data_root, threads)
     metrics = json.loads((folder / "metrics.json").read_text())
-    return folder / "best.pt", {"command": shlex.join(command),
-                                "provenance": json.loads((folder / "provenance.json").read_text()),
+    return folder / "best.pt", {"command": prov["command"], "provenance": prov,
                                 **{k: metrics[k] for k in ("best_epoch", "epochs_done", "train_seconds",
                                                            "best_val_accuracy")}}
 

@@ -93,7 +93,6 @@ def test_bad_eval_inputs(data_root, checkpoint, args, fragments):
     assert_user_error(run("eval", *args, "--checkpoint", str(checkpoint), "--quiet"), *fragments)
 
 
-
 def test_bad_checkpoints(checkpoint, tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(checkpoint.read_bytes()[:4000])

@@ -21,3 +21,11 @@ def test_portable_commands_name_paths_from_the_repository_root():
     inside = f"fewzero train --out {provenance.ROOT / 'runs' / 'x'} --config configs/a.yaml"
     assert provenance.portable(inside) == "fewzero train --out runs/x --config configs/a.yaml"
     assert provenance.portable("fewzero train --out /elsewhere/x") == "fewzero train --out /elsewhere/x"
+
+
+def test_a_finished_run_is_reused_not_run_again(tmp_path):
+    cli_run = load_script("cli_run")
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "provenance.json").write_text('{"command": "fewzero train --out x", "commit": "c"}')
+    assert cli_run.run_cli(["fewzero", "no-such-command"], tmp_path, None, 1) == {
+        "command": "fewzero train --out x", "commit": "c"}

@@ -221,7 +221,9 @@ def main(argv: list[str] | None = None) -> dict:
     for key in ("semantics", "features", "results", "headline", "headline_selection", "graphs", "dataset", "splits"):
         if key not in report and key in previous:
             report[key] = previous[key]
-    report.update(provenance={**started, "finished": provenance()["date"]}, note=args.note)
+    earlier = previous.get("earlier_runs", []) + ([{**previous["provenance"], "note": previous.get("note", "")}]
+                                                 if set(args.parts) != set(PARTS) and "provenance" in previous else [])
+    report.update(provenance={**started, "finished": provenance()["date"]}, note=args.note, earlier_runs=earlier)
     write_text(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     write_text(out.with_suffix(".md"), render(report))
     print(f"wrote {out}.json and {out}.md")

@@ -174,5 +174,8 @@ def render(out: dict) -> str:
               "training times are from the runs that built the feature caches"]
     if out.get("note"):
         lines.append(f"- note: {out['note']}")
+    for run in out.get("earlier_runs", []):  # the parts this run read back from an earlier run's report
+        lines.append(f"- earlier run (its parts kept): `{run['command']}` at {run['commit']}, {run['date']} "
+                     f"(finished {run.get('finished', '?')})" + (f"; note: {run['note']}" if run.get("note") else ""))
     lines.append("")
     return "\n".join(lines)

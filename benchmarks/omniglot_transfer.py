@@ -29,7 +29,7 @@ EPISODIC = ("matching", "relation")
 # validation grids (every combination is scored on the validation episodes of each setting)
 GRIDS = {
     "simpleshot": {"normalisation": ["cl2n", "l2n", "un"]},
-    "logreg": {"C": [0.1, 1.0, 10.0]},
+    "logreg": {"C": [0.1, 1.0, 10.0, 100.0]},  # 100 added: 10 was the grid's edge in every setting
     "baseline": {"lr": [0.1, 1.0], "steps": [100]},
     "baselinepp": {"lr": [0.1, 1.0], "steps": [100], "scale": [10.0]},
     "finetune": {"freeze": [2, 3], "lr": [0.01, 0.1], "steps": [30]},

@@ -5,7 +5,7 @@
 One step of each shipped ``precision: auto`` config's training, on random inputs of the config's shapes (the speed
 does not depend on pixel values): a ProtoNet episode (configs/protonet_omniglot.yaml: 60-way 1-shot, 5 queries), a
 Relation Network episode (configs/relation_omniglot.yaml: 5-way 1-shot, 19 queries) and a pretraining mini-batch
-(configs/pretrain_omniglot.yaml: 128 images, cross-entropy over 4,112 classes); forward, loss, backward, Adam step.
+(configs/pretrain_omniglot_first.yaml: 128 images, cross-entropy over 4,112 classes); forward, loss, backward, Adam step.
 fp32 and bf16 take turns step by step (AB BA ...), so that a change in machine load hits both alike.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def episode_step(method: str):
 
 
 def pretraining_step():
-    config = load_config("simpleshot", "omniglot", ROOT / "configs/pretrain_omniglot.yaml")
+    config = load_config("simpleshot", "omniglot", ROOT / "configs/pretrain_omniglot_first.yaml")
     backbone = build_learner(config).backbone
     head = torch.nn.Linear(64, 4112)
     optimizer = torch.optim.Adam([*backbone.parameters(), *head.parameters()], 1e-3)

@@ -35,7 +35,7 @@ WORKLOADS = {  # name -> (fewzero command, unit of work, amount per run, flags t
     "protonet": (["train", "--method", "protonet", "--config", "configs/protonet_omniglot.yaml"], "episodes", 100,
                  lambda n: ["--episodes", str(n), "--set", f"val_every={n}", "--set", "val_episodes=100",
                             "--set", "meta_batch=2", "--set", "max_minutes=null"]),
-    "pretrain": (["pretrain", "--config", "configs/pretrain_omniglot.yaml"], "images", 1,
+    "pretrain": (["pretrain", "--config", "configs/pretrain_omniglot_first.yaml"], "images", 1,
                  lambda n: ["--epochs", str(n), "--set", "val_episodes=100", "--set", "max_minutes=null"]),
 }
 

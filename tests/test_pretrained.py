@@ -5,6 +5,7 @@ import pytest
 import fewzero.pretrained as pretrained
 from fewzero.checkpoint import learner_from_checkpoint
 from fewzero.config import CONFIG_DIR, load_config
+from fewzero.paths import user_cache_dir
 
 
 def test_packaged_checkpoints_are_small_and_documented():
@@ -34,7 +35,11 @@ def test_eval_without_a_model_names_the_train_command_and_trains_only_when_asked
     from fewzero.cli import main
 
     monkeypatch.setattr(pretrained, "PACKAGED", tmp_path / "nothing-shipped")
+    decoded = user_cache_dir() / "omniglot"  # the session's decoded drawings: shared, not decoded again (~7 s)
     monkeypatch.setenv("FEWZERO_CACHE", str(tmp_path / "cache"))
+    decoded.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "omniglot").symlink_to(decoded, target_is_directory=True)
     run = tmp_path / "cache" / "checkpoints" / "protonet_omniglot"
     tiny = ["--set", "episodes=4", "--set", "train_way=5", "--set", "val_every=2", "--set", "val_episodes=5",
             "--set", "max_minutes=null", "--episodes", "5", "--quiet"]

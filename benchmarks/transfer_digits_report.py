@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from provenance import portable
 
 from fewzero.atomic import atomic_path
 
@@ -128,7 +129,7 @@ def render(report: dict) -> str:
     fits = report["fits"]
     lines += ["## Notes", "",
               f"- Cost: {fits['computed']} fits computed and {fits['read_from_cache']} read back from the cache "
-              f"(`{report['cache']}`) in {report['seconds'] / 60:.1f} min: {c.get('jobs', 1)} process(es), one "
+              f"(`{portable(report['cache'])}`) in {report['seconds'] / 60:.1f} min: {c.get('jobs', 1)} process(es), one "
               f"target domain each, {c['threads']} torch thread(s) each. Each seed-0 test number reuses the fit "
               "chosen on validation.",
               f"- Budget: to keep the whole study near half an hour on 2 CPU cores, the grid is {len(c['grid']['lr'])}"

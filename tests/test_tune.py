@@ -57,6 +57,32 @@ def test_a_tpe_study_completes_and_a_rerun_resumes_it(tmp_path):
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_study_resumed_trial_by_trial_proposes_new_trials_and_is_reproducible(tmp_path, sampler):
+    """Each rerun of a seeded study must go on with the random stream, not start it again (it did: a study grown one
+    trial per invocation tried its first trial's values again and again during TPE's random start-up)."""
+    space = parse_space(ESZSL_SPACE)
+    objective = ZeroShotObjective("eszsl", hard_problem())
+
+    def grown_one_by_one(out):
+        for count in range(1, 5):
+            tune(None, space, StudySettings(name="s", out=out, trials=count, sampler=sampler, seed=3),
+                 objective=objective, progress=False, plots=False)
+        return [tuple(sorted(t.params.items())) for t in study_trials(out)]
+
+    first = grown_one_by_one(tmp_path / "a")
+    assert len(first) == 4 and len(set(first)) == 4
+    assert grown_one_by_one(tmp_path / "b") == first
+
+
+def test_trial_seeds_differ_by_position_and_by_process_on_shared_storage():
+    from fewzero.tune.study import trial_seed
+
+    seeds = {trial_seed(0, n) for n in range(50)} | {trial_seed(1, n) for n in range(50)}
+    assert len(seeds) == 100 and trial_seed(0, 7) == trial_seed(0, 7) and trial_seed(None, 7) is None
+    assert trial_seed(0, 7, shared_storage=True) != trial_seed(0, 7)
+
+
 def test_an_interrupted_trial_is_run_again(tmp_path):
     space = parse_space(ESZSL_SPACE)
     objective = ZeroShotObjective("eszsl", hard_problem())

@@ -12,6 +12,7 @@ RDB storage: through Optuna's heartbeat).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import warnings
@@ -93,6 +94,21 @@ def open_storage(settings: StudySettings):
     except OSError as exc:
         raise FewzeroError(f"cannot open the study storage {url} ({exc.strerror or exc}): choose another "
                            f"--storage or --out") from None
+
+
+def trial_seed(seed: int | None, trials_before: int, *, shared_storage: bool = False) -> int | None:
+    """The seed of the sampler that proposes a study's next trial: drawn from the study's ``seed`` and how many
+    trials the study already holds, so that a resumed study or a second process does not start the random stream
+    again and propose the trials it already tried; still reproducible for one process on embedded storage. On an
+    RDB storage several machines may ask at once, so their process and host join the seed there."""
+    if seed is None:
+        return None
+    import socket
+
+    import numpy as np
+
+    entropy = [seed, trials_before] + ([os.getpid(), *socket.gethostname().encode()] if shared_storage else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def make_sampler(settings: StudySettings, space: SearchSpace):
@@ -233,6 +249,9 @@ def run_trials(study, settings: StudySettings, space: SearchSpace,
                         optuna.storages.fail_stale_trials(study)
                     if counted(study) >= target:
                         return
+                    held = len(study.get_trials(deepcopy=False))
+                    study.sampler = make_sampler(dataclasses.replace(
+                        settings, seed=trial_seed(settings.seed, held, shared_storage=rdb)), space)
                     trial = study.ask()
             trial.set_user_attr("pid", os.getpid())
             try:

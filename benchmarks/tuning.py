@@ -31,8 +31,8 @@ ZERO_SHOT = ("eszsl", "sae", "ale", "devise", "sje")
 FEW_SHOT = ("logreg",)
 SEEDS = (0, 1, 2)
 # 24 trials: the median pruner never stops its first 3 (n_startup_trials) and compares the others with few
-# finished ones, so a short study understates what pruning saves; the first run had 12 trials (1.78x), and the
-# report keeps the speed-up over the first 12 beside the one over all 24
+# finished ones, so a short study understates what pruning saves; the first run had 12 trials, and the report
+# keeps the speed-up over the first 12 beside the one over all 24
 PRUNING_TRIALS = 24
 PRUNING_EARLIER_TRIALS = 12
 PRUNING_BUDGET = {"episodes": 100, "val_every": 20, "val_episodes": 30}

@@ -177,11 +177,38 @@ def test_every_adaptation_method_keeps_the_contract(name):
     assert torch.isfinite(loss) and all(p.grad is not None and p.grad.abs().sum() > 0
                                         for p in model.backbone.parameters())
     if model.uses_target_images:
-        assert loss.item() == pytest.approx(parts["classification"] + 0.5 * parts["alignment"], rel=1e-5)
+        factor = 1.0 if name == "dann" else 0.5  # DANN's weight scales the reversed gradient instead
+        assert model.alignment_loss_weight == factor
+        assert loss.item() == pytest.approx(parts["classification"] + factor * parts["alignment"], rel=1e-5)
         assert model.loss(xs, ys, other, progress=0.5)[1]["alignment"] != parts["alignment"]
     else:
         assert model.loss(xs, ys, None)[0].item() == pytest.approx(loss.item())
     assert model.uses_target_labels == (name == "target_oracle")
+
+
+def test_dann_weight_scales_the_reversed_gradient_and_not_the_domain_classifier():
+    """Ganin et al.'s lambda: the features receive -lambda x schedule x the domain loss's gradient, the domain
+    classifier the whole gradient, whatever lambda is."""
+    from fewzero.backbones.simple import MLP
+    from fewzero.registry import ADAPTERS
+
+    g = torch.Generator().manual_seed(1)
+    xs, ys = torch.randn(8, 12, generator=g), torch.randint(0, 3, (8,), generator=g)
+    xt = torch.randn(8, 12, generator=g) + 1
+
+    def domain_gradients(weight):
+        torch.manual_seed(0)
+        model = ADAPTERS.create("dann", backbone=MLP(in_features=12, hidden=8, out_features=6), feature_dim=6,
+                                n_classes=3, hidden=5, weight=weight)
+        out = model.layers(torch.cat([xs, xt]))
+        source, target = ({k: v[:8] for k, v in out.items()}, {k: v[8:] for k, v in out.items()})
+        model.alignment(source, target, progress=0.5).backward()
+        return ([p.grad.clone() for p in model.domain_classifier.parameters()],
+                [p.grad.clone() for p in model.backbone.parameters()])
+
+    (head_1, features_1), (head_3, features_3) = domain_gradients(0.1), domain_gradients(0.3)
+    assert all(torch.equal(a, b) for a, b in zip(head_1, head_3))
+    assert all(torch.allclose(3 * a, b, atol=1e-7) and a.abs().sum() > 0 for a, b in zip(features_1, features_3))
 
 
 def test_a_diverging_weight_is_dropped_and_only_total_divergence_is_an_error():

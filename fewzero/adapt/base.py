@@ -3,8 +3,8 @@
     image (B, C, H, W) --backbone--> "features" (B, F) --Linear+ReLU--> "hidden" (B, hidden) --Linear--> "logits"
 
 A method subclasses ``Adapter`` and says how the two domains' layer outputs are aligned (``alignment``); the loss is
-source cross-entropy + ``weight`` x alignment. The trade-off ``weight`` is chosen by the runner without target
-labels, from the method's ``weight_grid``.
+source cross-entropy + ``weight`` x alignment (DANN: + the domain loss, ``weight`` scaling the reversed gradient).
+The trade-off ``weight`` is chosen by the runner without target labels, from the method's ``weight_grid``.
 """
 from __future__ import annotations
 
@@ -59,8 +59,13 @@ class Adapter(nn.Module):
         target = {name: value[n:] for name, value in out.items()}
         classification = F.cross_entropy(source["logits"], source_y)
         alignment = self.alignment(source, target, progress=progress)
-        total = classification + self.weight * alignment
+        total = classification + self.alignment_loss_weight * alignment
         return total, {"classification": classification.item(), "alignment": alignment.item()}
+
+    @property
+    def alignment_loss_weight(self) -> float:
+        """The factor of the alignment term in the loss: the trade-off ``weight`` (DANN puts it elsewhere)."""
+        return self.weight
 
     def alignment(self, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], *,
                   progress: float) -> torch.Tensor:

@@ -47,8 +47,10 @@ class DAN(Adapter):
 @ADAPTERS.register("dann")
 class DANN(Adapter):
     """Domain-adversarial training (Ganin et al. 2016): a domain classifier (``layer`` -> 100 -> 1) learns to tell
-    the domains apart from the features, whose gradient is reversed with coefficient ``dann_coefficient(progress)``;
-    ``weight`` scales the domain loss."""
+    the domains apart from the features, whose gradient is reversed with coefficient ``weight`` x
+    ``dann_coefficient(progress)``. ``weight`` is the paper's lambda: it scales only what reaches the features; the
+    domain classifier always learns from its whole loss (scaling the loss instead would slow the classifier down by
+    the same factor and leave the features a weaker adversary)."""
 
     weight_grid = (0.1, 0.3, 1.0)
     uses_target_images = True
@@ -63,9 +65,13 @@ class DANN(Adapter):
 
     def alignment(self, source, target, *, progress):
         features = torch.cat([source[self.layer], target[self.layer]])
-        reversed_ = reverse_gradient(features, dann_coefficient(progress, gamma=self.gamma))
+        reversed_ = reverse_gradient(features, self.weight * dann_coefficient(progress, gamma=self.gamma))
         is_target = torch.cat([features.new_zeros(len(source[self.layer])), features.new_ones(len(target[self.layer]))])
         return F.binary_cross_entropy_with_logits(self.domain_classifier(reversed_).squeeze(1), is_target)
+
+    @property
+    def alignment_loss_weight(self) -> float:
+        return 1.0  # the trade-off sits in the gradient reversal
 
 
 @ADAPTERS.register("coral")

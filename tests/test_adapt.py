@@ -193,8 +193,7 @@ def test_dann_weight_scales_the_reversed_gradient_and_not_the_domain_classifier(
     from fewzero.registry import ADAPTERS
 
     g = torch.Generator().manual_seed(1)
-    xs, ys = torch.randn(8, 12, generator=g), torch.randint(0, 3, (8,), generator=g)
-    xt = torch.randn(8, 12, generator=g) + 1
+    xs, xt = torch.randn(8, 12, generator=g), torch.randn(8, 12, generator=g) + 1
 
     def domain_gradients(weight):
         torch.manual_seed(0)

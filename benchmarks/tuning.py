@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--learners", nargs="+", default=None, help="subset of the learners")
     parser.add_argument("--parts", nargs="+", default=["search", "pruning"], choices=("search", "pruning"),
                         help="which comparisons to run (finished studies are read back, not rerun)")
+    parser.add_argument("--note", default="", help="conditions worth recording (e.g. other jobs on the machine)")
     args = parser.parse_args(argv)
     import torch
 
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
               flush=True)
     pruning = pruning_comparison(runs, args.quick) if "pruning" in args.parts else None
     features = (zsl_data.info.get("features") or {}) if zsl_data is not None else {}
-    report = {"provenance": prov, "seeds": list(seeds), "learners": results, "pruning": pruning,
+    report = {"provenance": prov, "note": args.note, "seeds": list(seeds), "learners": results, "pruning": pruning,
               "seconds": round(time.perf_counter() - started, 1),
               "trials_ran": [min(s for s, _ in SPANS), max(e for _, e in SPANS)] if SPANS else None,
               "zero_shot_data": {k: features.get(k) for k in ("backbone", "input_size", "epochs", "feature_dim",

@@ -145,9 +145,8 @@ def write_report(report: dict, out: Path, quick: bool = False) -> None:
               f"- this invocation: {report['seconds'] / 60:.1f} min; the studies' trials ran from "
               f"{(report.get('trials_ran') or ['?', '?'])[0]} to {(report.get('trials_ran') or ['?', '?'])[1]} "
               f"(UTC; the journals in `runs/tuning/` keep every trial, and a rerun reads finished studies back "
-              f"instead of running them again). While they ran, the 2 cores were shared with the ensemble "
-              f"benchmark and between the search and pruning parts: trial times are comparable only within the "
-              f"lockstep pruning comparison.",
+              f"instead of running them again). Trial times are comparable only within the lockstep pruning "
+              f"comparison." + (f" {report['note']}" if report.get("note") else ""),
               f"- CUB-50 features (cached, trained on seen-class training images): {report.get('zero_shot_data')}",
               ""]
     write_json(out / "tuning.json", report)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--report-only", action="store_true", help="write the table from the finished runs")
+    parser.add_argument("--note", default="", help="what the reader should know about the runs (kept in the table)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if not args.report_only:
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(future.result(), flush=True)
     from domain_adaptation_report import write_report
 
-    path = write_report(args.runs, DIRECTIONS, args.methods, args.seeds, " ".join(["python", *sys.argv]))
+    path = write_report(args.runs, DIRECTIONS, args.methods, args.seeds, shlex.join(["python", *sys.argv]),
+                        note=args.note)
     print(f"wrote {path}")
     summary = json.loads(path.with_suffix(".json").read_text())
     for line in summary["targets"]:

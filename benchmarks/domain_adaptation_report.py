@@ -37,7 +37,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def write_report(runs: Path, directions, methods, seeds, command: str, out: Path = OUT) -> Path:
+def write_report(runs: Path, directions, methods, seeds, command: str, out: Path = OUT, note: str = "") -> Path:
     found = _runs(runs, directions, methods, seeds)
     cells: dict = {}
     for (source, target, method, seed), run in found.items():
@@ -79,9 +79,10 @@ def write_report(runs: Path, directions, methods, seeds, command: str, out: Path
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     targets = _targets(cells, directions, methods)
     lines += ["", "## Targets (issue 18), on the DEV-selected models", "", *[f"- {line}" for line in targets], ""]
-    lines += _plots(directions, methods) + _provenance(found, command, directions)
+    lines += _plots(directions, methods) + _provenance(found, command, directions) + ([f"- Note: {note}", ""]
+                                                                                     if note else [])
     out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"targets": targets, "cells": {
+    out.with_suffix(".json").write_text(json.dumps({"targets": targets, "note": note, "cells": {
         " ".join(k): v for k, v in cells.items()}}, indent=1))
     return out
 

@@ -159,6 +159,16 @@ def splits(runner: Runner, heads: str, weighting: str, names, count: int) -> dic
     return per_split
 
 
+def earlier_runs(previous: dict, parts: list[str]) -> list[dict]:
+    """The runs whose parts a run of ``parts`` keeps from the ``previous`` report: its own run and the ones it kept,
+    less those whose every part this run redoes (a run that records no parts is kept unless this run redoes all)."""
+    if set(parts) == set(PARTS):
+        return []
+    runs = previous.get("earlier_runs", []) + ([{**previous["provenance"], "note": previous.get("note", "")}]
+                                               if "provenance" in previous else [])
+    return [run for run in runs if not set(run.get("parts") or ["?"]) <= set(parts)]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
@@ -221,9 +231,8 @@ def main(argv: list[str] | None = None) -> dict:
     for key in ("semantics", "features", "results", "headline", "headline_selection", "graphs", "dataset", "splits"):
         if key not in report and key in previous:
             report[key] = previous[key]
-    earlier = previous.get("earlier_runs", []) + ([{**previous["provenance"], "note": previous.get("note", "")}]
-                                                 if set(args.parts) != set(PARTS) and "provenance" in previous else [])
-    report.update(provenance={**started, "finished": provenance()["date"]}, note=args.note, earlier_runs=earlier)
+    report.update(provenance={**started, "finished": provenance()["date"], "parts": args.parts}, note=args.note,
+                  earlier_runs=earlier_runs(previous, args.parts))
     write_text(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     write_text(out.with_suffix(".md"), render(report))
     print(f"wrote {out}.json and {out}.md")

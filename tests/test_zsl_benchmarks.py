@@ -84,3 +84,17 @@ def test_cub50_benchmark_writes_ablation_proposed_split_headline_seeds_and_rando
     script.run_learners = lambda *a, **k: pytest.fail("a cached result was computed again")
     script.main(argv)
     assert json.loads(out.with_suffix(".json").read_text())["splits"] == report["splits"]
+
+
+def test_a_run_of_some_parts_keeps_the_record_of_the_runs_whose_parts_it_keeps():
+    earlier_runs = load_script("zsl_cub").earlier_runs
+    first = {"provenance": {"command": "all", "parts": ["ablation", "proposed", "splits"]}, "note": "n"}
+    assert earlier_runs(first, ["ablation", "proposed", "splits"]) == []
+    assert earlier_runs(first, ["splits"]) == [{"command": "all", "parts": ["ablation", "proposed", "splits"],
+                                               "note": "n"}]
+    second = {"provenance": {"command": "splits", "parts": ["splits"]}, "note": "",
+              "earlier_runs": earlier_runs(first, ["splits"])}
+    assert [r["command"] for r in earlier_runs(second, ["splits"])] == ["all"]  # the redone splits run is dropped
+    old = {"provenance": {"command": "old"}}  # recorded no parts: kept, unless every part is redone
+    assert [r["command"] for r in earlier_runs(old, ["splits"])] == ["old"]
+    assert earlier_runs(old, ["ablation", "proposed", "splits"]) == []

@@ -53,11 +53,24 @@ def build(method: str, settings: dict, checkpoints: dict[str, Path]):
     return learner_from_checkpoint(checkpoints[method], method=method)[0]
 
 
+def weights_digest(checkpoint: Path) -> str:
+    """A digest of a checkpoint's tensors (weights and base-class statistics), not of its file: settings stored in
+    it later (benchmarks/store_transfer_settings.py) leave the digest unchanged."""
+    from fewzero.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(checkpoint)
+    digest = hashlib.sha256()
+    for part in ("model", "statistics"):
+        for name, tensor in sorted((payload.get(part) or {}).items()):
+            digest.update(f"{part}.{name}".encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def cell_key(method: str, checkpoint: Path, settings: dict, subset: str, way: int, shot: int, episodes: int) -> str:
-    """The cache key of one cell: the checkpoint by its contents (not its path), so that a replaced model is
+    """The cache key of one cell: the checkpoint by its weights (not its path), so that a replaced model is
     scored afresh and a copy of a scored one (e.g. once shipped) is not."""
-    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]
-    return json.dumps([method, digest, settings, subset, way, shot, episodes])
+    return json.dumps([method, weights_digest(checkpoint), settings, subset, way, shot, episodes])
 
 
 def score(method, settings, checkpoints, datasets, subset, way, shot, episodes, cache: Cache) -> dict:
@@ -121,6 +134,7 @@ def main() -> None:
     write_table(args.out, results, {"grids": GRIDS, "episodes": EPISODES, "finetune_episodes": FINETUNE_EPISODES,
                                     "checkpoints": {k: str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve()
                                                     .is_relative_to(ROOT) else str(v) for k, v in checkpoints.items()},
+                                    "weights_digests": {k: weights_digest(v) for k, v in checkpoints.items()},
                                     "published": PUBLISHED, "quick": args.quick, **provenance()})
 
 

@@ -102,7 +102,8 @@ def _check_kind(saved: dict[str, Any], path: str | os.PathLike, method: str | No
 
 def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str, Any] | None = None, *,
                             method: str | None = None, dataset: str | None = None,
-                            learner_settings: dict[str, Any] | None = None, backbone: str | None = None
+                            learner_settings: dict[str, Any] | None = None, backbone: str | None = None,
+                            way: int | None = None, shot: int | None = None
                             ) -> tuple[Learner, RunConfig, dict[str, Any]]:
     """(learner with the saved weights, its config, the saved metrics).
 
@@ -115,12 +116,15 @@ def learner_from_checkpoint(path: str | os.PathLike, learner_overrides: dict[str
     A pretrained backbone (written by ``fewzero pretrain``) serves every learner that starts from one
     (``starts_from_pretrained``: baseline, baselinepp, simpleshot, logreg, finetune): ``method`` names the learner,
     built with ``learner_settings`` updated by ``learner_overrides``; ``backbone``, when given, must be the saved one.
+    Given the task shape (``way``, ``shot``), the settings the backbone stores as chosen on validation episodes for
+    that learner and shape (``task_settings``, e.g. the packaged backbone's) fill in every key neither sets.
     """
     payload = load_checkpoint(path)
     saved = saved_config(payload, path)
     if payload.get("kind") == PRETRAINED_KIND:
+        stored = task_settings(payload, path, method, way, shot) if method is not None else {}
         return _learner_from_pretrained(path, payload, saved, method, dataset, backbone,
-                                        {**(learner_settings or {}), **(learner_overrides or {})})
+                                        {**stored, **(learner_settings or {}), **(learner_overrides or {})})
     _check_kind(saved, path, method, dataset)
     if learner_overrides:
         saved = {**saved, "learner": _overridden(saved.get("learner", {}), learner_overrides)}
@@ -180,3 +184,26 @@ def _learner_from_pretrained(path, payload: dict[str, Any], saved: dict[str, Any
             raise FewzeroError(f"checkpoint {path} has no base-class statistics: pretrain again")
         learner.use_base_statistics(statistics)
     return learner, config, payload.get("metrics", {})
+
+
+TASK_SETTINGS = "task_settings"  # in a pretrained backbone: {learner: {"5w1s": {setting: value}}}
+
+
+def task_key(way: int, shot: int) -> str:
+    """The name of a task shape in ``task_settings`` and in the benchmark tables: ``5w1s``."""
+    return f"{way}w{shot}s"
+
+
+def task_settings(payload: dict[str, Any], path: str | os.PathLike, method: str, way: int | None,
+                  shot: int | None) -> dict[str, Any]:
+    """The learner settings a pretrained backbone stores for ``method`` on ``way``-way ``shot``-shot tasks (chosen on
+    validation episodes by benchmarks/omniglot_transfer.py, stored by benchmarks/store_transfer_settings.py); ``{}``
+    when it stores none for them."""
+    stored = payload.get(TASK_SETTINGS, {})
+    if way is None or shot is None or not stored:
+        return {}
+    chosen = stored.get(method, {}) if isinstance(stored, dict) else None
+    if not isinstance(chosen, dict) or not all(isinstance(v, dict) for v in chosen.values()):
+        raise FewzeroError(f"checkpoint {path} has malformed {TASK_SETTINGS} (expected learner -> task shape -> "
+                           f"settings): pretrain again or store them again")
+    return dict(chosen.get(task_key(way, shot), {}))

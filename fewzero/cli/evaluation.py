@@ -83,7 +83,8 @@ def eval_few_shot(args: argparse.Namespace) -> None:
     # A pretrained backbone carries no learner settings: the eval config's (with the --set ones) apply to it.
     learner, trained_config, _ = learner_from_checkpoint(
         checkpoint, learner_overrides, method=config.method, dataset=config.dataset, learner_settings=config.learner,
-        backbone=config.backbone if "backbone" in origins or args.config else None)
+        backbone=config.backbone if "backbone" in origins or args.config else None,
+        way=config.test_way, shot=config.test_shot)
     # The model's own data settings (image size, backbone) apply; the episode settings come from the eval config.
     config.image_size, config.backbone = trained_config.image_size, trained_config.backbone
     if args.batch_norm:
@@ -99,6 +100,23 @@ def eval_few_shot(args: argparse.Namespace) -> None:
     print(f"{config.method} on {config.dataset} ({config.split} {config.test_subset}) from {checkpoint}")
     if hasattr(learner, "describe_adaptation"):
         print(learner.describe_adaptation())
+    stored = _stored_settings_line(checkpoint, config, {**config.learner, **learner_overrides})
+    if stored:
+        print(stored)
     print(report)
     if args.records:
         print(f"records written to {report.save(args.records)}")
+
+
+def _stored_settings_line(checkpoint: Path, config, given: dict) -> str:
+    """Which learner settings came from the ones a pretrained backbone stores for this task shape ("" if none)."""
+    from fewzero.checkpoint import load_checkpoint, task_key, task_settings
+
+    stored = task_settings(load_checkpoint(checkpoint), checkpoint, config.method, config.test_way, config.test_shot)
+    used = {key: value for key, value in stored.items() if key not in given}
+    if not used:
+        return ""
+    shape = task_key(config.test_way, config.test_shot)
+    return (f"{config.method} settings chosen on validation episodes for {shape} (stored with the backbone): "
+            + ", ".join(f"{key}={value}" for key, value in used.items())
+            + "; --set learner.KEY=VALUE overrides one")

@@ -3,6 +3,7 @@
 
     python benchmarks/omniglot_transfer.py                 # the table (resumable: finished cells are cached)
     python benchmarks/omniglot_transfer.py --quick --out /tmp/t   # a smoke run with few episodes
+    python benchmarks/omniglot_transfer.py --render-only   # the table again, the meta-learners' rows read afresh
 
 The transfer learners start from the shipped pretrained Conv-4 (``fewzero/pretrained/pretrain_conv4_omniglot.pt``,
 made by ``fewzero pretrain``); Matching and Relation from their ``fewzero train`` runs (``--matching``,
@@ -97,7 +98,17 @@ def main() -> None:
     parser.add_argument("--relation", type=Path, default=ROOT / "fewzero/pretrained/relation_omniglot.pt")
     parser.add_argument("--methods", nargs="+", default=[*TRANSFER, *EPISODIC])
     parser.add_argument("--quick", action="store_true", help="3 episodes per cell, the first grid point only")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite the table from its json, with the meta-learners' rows read afresh from their "
+                             "own tables (e.g. after a meta-learner was retrained); no cell is scored")
     args = parser.parse_args()
+    if args.render_only:
+        from omniglot_transfer_table import write_table
+
+        table = json.loads((args.out / "omniglot_transfer.json").read_text())
+        results = table.pop("results")
+        table.pop("meta_learners", None)
+        return write_table(args.out, results, table)
 
     from fewzero.config import load_config
     from fewzero.train import load_split

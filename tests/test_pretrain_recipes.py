@@ -34,15 +34,41 @@ def test_table_marks_the_highest_mean():
     assert "Highest mean: **b**" in text and str(recipes.ROOT) not in text
 
 
-def test_transfer_table_cells_follow_the_checkpoint_contents(tmp_path):
+def test_transfer_table_cells_follow_the_checkpoint_weights(tmp_path):
+    import torch
+
+    from fewzero.checkpoint import TASK_SETTINGS, save_checkpoint
+
     transfer = load_script("omniglot_transfer")
     checkpoint = tmp_path / "pretrain_conv4_omniglot.pt"
-    checkpoint.write_bytes(b"first backbone")
-    first = transfer.cell_key("simpleshot", checkpoint, {"normalisation": "l2n"}, "test", 5, 1, 1000)
-    assert first == transfer.cell_key("simpleshot", checkpoint, {"normalisation": "l2n"}, "test", 5, 1, 1000)
-    checkpoint.write_bytes(b"a better backbone, shipped under the same name")
-    assert transfer.cell_key("simpleshot", checkpoint, {"normalisation": "l2n"}, "test", 5, 1, 1000) != first
+
+    def key(path):
+        return transfer.cell_key("simpleshot", path, {"normalisation": "l2n"}, "test", 5, 1, 1000)
+
+    save_checkpoint(checkpoint, {"model": {"w": torch.ones(3)}, "statistics": {"base_mean": torch.zeros(3)}})
+    first = key(checkpoint)
+    assert first == key(checkpoint)
+    save_checkpoint(checkpoint, {"model": {"w": torch.ones(3)}, "statistics": {"base_mean": torch.zeros(3)},
+                                 TASK_SETTINGS: {"simpleshot": {"5w1s": {"normalisation": "l2n"}}}})
+    assert key(checkpoint) == first  # storing the chosen settings keeps the cells
+    save_checkpoint(checkpoint, {"model": {"w": torch.full((3,), 2.0)}, "statistics": {"base_mean": torch.zeros(3)}})
+    assert key(checkpoint) != first  # a better backbone shipped under the same name is scored afresh
+    save_checkpoint(checkpoint, {"model": {"w": torch.ones(3)}, "statistics": {"base_mean": torch.ones(3)}})
+    assert key(checkpoint) != first
     copy = tmp_path / "best.pt"
     copy.write_bytes(checkpoint.read_bytes())
-    assert transfer.cell_key("simpleshot", copy, {"normalisation": "l2n"}, "test", 5, 1, 1000) == transfer.cell_key(
-        "simpleshot", checkpoint, {"normalisation": "l2n"}, "test", 5, 1, 1000)  # shipping a scored run keeps its cells
+    assert key(copy) == key(checkpoint)  # shipping a scored run keeps its cells
+
+
+def test_transfer_table_renders_again_from_its_json(tmp_path, monkeypatch):
+    """--render-only rewrites the committed table from its json (the meta-learners' rows from their own tables)."""
+    import shutil
+    import sys
+
+    transfer = load_script("omniglot_transfer")
+    monkeypatch.syspath_prepend(str(transfer.ROOT / "benchmarks"))  # main() imports its table writer when it runs
+    shutil.copyfile(transfer.ROOT / "paper_results" / "omniglot_transfer.json", tmp_path / "omniglot_transfer.json")
+    monkeypatch.setattr(sys, "argv", ["omniglot_transfer.py", "--render-only", "--out", str(tmp_path)])
+    transfer.main()
+    committed = (transfer.ROOT / "paper_results" / "omniglot_transfer.md").read_text()
+    assert (tmp_path / "omniglot_transfer.md").read_text() == committed

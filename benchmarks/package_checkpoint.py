@@ -59,6 +59,23 @@ def with_step_size_section(note: str, section: str | None) -> str:
     return note + ("\n" + section if section else "")
 
 
+def store_main(argv: list[str] | None, *, doc: str, table: Path, store, script: str) -> None:
+    """The command line of a script that stores choices recorded in a results ``table`` into the packaged models:
+    ``store(table_dict, packaged_folder)`` returns the files it changed."""
+    from fewzero.errors import FewzeroError
+    from fewzero.pretrained import PACKAGED
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=Path, default=table, help="the results table that records the choices")
+    parser.add_argument("--packaged", type=Path, default=PACKAGED, help="the folder of the packaged models")
+    args = parser.parse_args(argv)
+    try:
+        changed = store(json.loads(args.table.read_text()), args.packaged)
+    except FewzeroError as exc:
+        sys.exit(f"{script}: {exc}")
+    print("\n".join(f"wrote {path}" for path in changed) or "nothing to change")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a finished `fewzero train` run folder")

@@ -11,8 +11,6 @@ changes no file.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inner_lr_selection import VALIDATION_SEED  # noqa: E402
 from omniglot_settings import model_stems  # noqa: E402
-from package_checkpoint import (CONFIG_HEADING, MAX_BYTES, config_block, step_size_section,  # noqa: E402
+from package_checkpoint import (CONFIG_HEADING, MAX_BYTES, config_block, step_size_section, store_main,  # noqa: E402
                                 with_step_size_section)
 from provenance import ROOT  # noqa: E402
 
@@ -154,18 +152,7 @@ def _with_config(note: str, config: dict, path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fewzero.pretrained import PACKAGED
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=Path, default=TABLE, help="the results table that records the choices")
-    parser.add_argument("--packaged", type=Path, default=PACKAGED, help="the folder of the packaged models")
-    args = parser.parse_args(argv)
-    try:
-        changed = store(json.loads(args.table.read_text()), args.packaged)
-    except FewzeroError as exc:
-        sys.exit(f"store_test_inner_lr.py: {exc}")
-    print("\n".join(f"wrote {path}" for path in changed) or "nothing to change")
-
+    store_main(argv, doc=__doc__, table=TABLE, store=store, script="store_test_inner_lr.py")
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,6 @@ them in ``paper_results/omniglot_transfer.json``. This writes them into the pack
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from omniglot_transfer import weights_digest  # noqa: E402
-from package_checkpoint import MAX_BYTES  # noqa: E402
+from package_checkpoint import MAX_BYTES, store_main  # noqa: E402
 from provenance import ROOT  # noqa: E402
 
 from fewzero.atomic import write_text  # noqa: E402
@@ -106,18 +105,7 @@ def store(table: dict, packaged: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fewzero.pretrained import PACKAGED
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=Path, default=TABLE, help="the results table that records the choices")
-    parser.add_argument("--packaged", type=Path, default=PACKAGED, help="the folder of the packaged models")
-    args = parser.parse_args(argv)
-    try:
-        changed = store(json.loads(args.table.read_text()), args.packaged)
-    except FewzeroError as exc:
-        sys.exit(f"store_transfer_settings.py: {exc}")
-    print("\n".join(f"wrote {path}" for path in changed) or "nothing to change")
-
+    store_main(argv, doc=__doc__, table=TABLE, store=store, script="store_transfer_settings.py")
 
 if __name__ == "__main__":
     main()

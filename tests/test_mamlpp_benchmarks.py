@@ -12,20 +12,36 @@ ablation = load_script("mamlpp_ablation")
 tta = load_script("time_to_accuracy")
 
 
+FLIPPED = {"all on": set(), "no MSL (multi-step loss)": {"learner.multi_step_loss"},
+           "no BNWB + BNRS (per-step batch norm)": {"learner.per_step_bn_weights", "learner.per_step_bn_statistics"},
+           "no LSLR (learned step sizes)": {"learner.learned_inner_lr"},
+           "no DA (second order from the start)": {"learner.derivative_order_annealing"},
+           "no CA (constant outer lr)": {"lr_schedule", "lr_gamma"}}
+
+
+def _config(sets):
+    overrides, origins = command_line_overrides(sets, {})
+    return load_config("mamlpp", "omniglot", ablation.ROOT / ablation.CONFIG, overrides, origins)
+
+
 def test_every_ablation_variant_is_a_valid_config_flipping_its_component():
-    base = load_config("mamlpp", "omniglot", ablation.ROOT / ablation.CONFIG)
+    base = _config(ablation.VARIANTS["all on"])
     assert base.lr_schedule == "cosine" and all(
         base.learner[k] for k in ("multi_step_loss", "per_step_bn_weights", "per_step_bn_statistics",
                                   "learned_inner_lr", "derivative_order_annealing"))
+    assert set(ablation.VARIANTS) == set(FLIPPED)
     folders = set()
     for label, sets in ablation.VARIANTS.items():
-        overrides, origins = command_line_overrides(sets, {})
-        config = load_config("mamlpp", "omniglot", ablation.ROOT / ablation.CONFIG, overrides, origins)
+        config = _config(sets)
         changed = {k for k in ("lr_schedule", "lr_gamma") if getattr(config, k) != getattr(base, k)} | {
             f"learner.{k}" for k in config.learner if config.learner[k] != base.learner.get(k)}
-        assert changed == {key for key, _ in overrides.items()}, label
+        assert changed == FLIPPED[label], label
         folders.add(ablation.run_folder(label, ablation.ROOT / "runs" / "x"))
     assert len(folders) == len(ablation.VARIANTS)  # no two variants share a run folder
+    shipped = [label for label, sets in ablation.VARIANTS.items() if not sets]
+    assert shipped == ["no DA (second order from the start)"]  # the config as shipped: the benchmark's own run
+    assert ablation.run_folder(shipped[0], ablation.ROOT / "runs" / "x") == (
+        ablation.ROOT / "runs" / "benchmark" / "mamlpp_20way")
 
 
 def test_ablation_table_marks_missing_variants():

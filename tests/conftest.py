@@ -15,20 +15,6 @@ os.environ["FEWZERO_DATA"] = str(DATA)
 os.environ.setdefault("FEWZERO_CACHE", tempfile.mkdtemp(prefix="fewzero-test-cache-"))
 
 
-# Tests that start processes or train for seconds, handed out first: pytest-xdist deals tests out in collection
-# order, and a slow test dealt last leaves the other worker idle while it finishes (the suite's wall time is
-# what CI and `make test` are held to).
-SLOW_FIRST = ("test_torchrun.py", "test_tune.py::test_two_jobs", "test_cli.py::test_eval_with_a_checkpoint",
-              "test_cli.py::test_train_then_resume", "test_train.py::test_short_real", "test_digits.py::test_quick")
-
-
-def pytest_collection_modifyitems(items):
-    def slow(item) -> bool:
-        return any(key in item.nodeid for key in SLOW_FIRST)
-
-    items.sort(key=lambda item: not slow(item))  # stable: the rest keep their order
-
-
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     if not (DATA / "omniglot" / "images_background.zip").is_file():

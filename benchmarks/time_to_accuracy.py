@@ -2,6 +2,7 @@
 
     python benchmarks/time_to_accuracy.py                    # trains what is missing (one thread each), then plots
     python benchmarks/time_to_accuracy.py --methods maml     # train one run only (e.g. beside another on a 2-core box)
+    python benchmarks/time_to_accuracy.py --methods mamlpp --keep-recorded   # a new MAML++ run beside the recorded curves
 
 Each curve is the validation history (200 fixed 20-way 1-shot validation episodes) that ``fewzero train`` records
 in the run's metrics.json, with its own configs/<method>_omniglot_20way.yaml. MAML++'s run is the one
@@ -82,6 +83,22 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
+def with_recorded(new: dict[str, dict], recorded: dict[str, dict], levels: list[float]) -> dict[str, dict]:
+    """The report's runs: the ``new`` ones, the ``recorded`` ones of other methods, and a recorded run that a new one
+    replaces kept as ``"<method> (earlier run)"``; every curve's minutes-to-accuracy at ``levels``."""
+    replaced = {m for m in new if m in recorded and recorded[m]["provenance"] != new[m]["provenance"]}
+    runs = {}
+    for method in dict.fromkeys([*recorded, *new]):
+        if method in new:
+            runs[method] = new[method]
+            if method in replaced:
+                runs[f"{method} (earlier run)"] = recorded[method]
+        elif not (method.endswith(" (earlier run)") and method.removesuffix(" (earlier run)") in replaced):
+            runs.setdefault(method, recorded[method])
+    return {method: {**run, "minutes_to": {f"{x:g}": minutes_to([tuple(p) for p in run["curve"]], x) for x in levels}}
+            for method, run in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -90,6 +107,10 @@ def main() -> None:
     parser.add_argument("--levels", nargs="+", type=float, default=[80.0, 85.0, 90.0])
     parser.add_argument("--note", default="")
     parser.add_argument("--render-only", action="store_true", help="rewrite the md from the json and stop")
+    parser.add_argument("--keep-recorded", action="store_true",
+                        help="plot the methods not in --methods from the runs the json records (their folders may be "
+                             "gone); a recorded run of a method in --methods stays beside it as '<method> (earlier "
+                             "run)'")
     args = parser.parse_args()
     if args.render_only:
         write_text(OUT.with_suffix(".md"), render(json.loads(OUT.with_suffix(".json").read_text())))
@@ -104,17 +125,18 @@ def main() -> None:
                      f"--models 20-way --threads 1`")
         # train_models names the folder <runs>/<method>_<model without dashes>: "20way" here
         trained[method] = train_models(method, {"20way": config}, folder.parent, args.data_root, False, 1, False)["20way"]
-    if set(args.methods) != set(METHODS):
-        print(f"trained {', '.join(args.methods)}; run without --methods to plot all three")
+    recorded = json.loads(OUT.with_suffix(".json").read_text())["runs"] if args.keep_recorded else {}
+    if set(args.methods) | set(recorded) < set(METHODS):
+        print(f"trained {', '.join(args.methods)}; run without --methods (or with --keep-recorded) to plot all three")
         return
-    curves = {method: curve(metrics) for method, metrics in trained.items()}
+    runs_report = {method: {**{k: m[k] for k in ("command", "episodes_done", "train_seconds", "best_val_accuracy")},
+                            "provenance": m.get("provenance", {}), "curve": curve(m),
+                            "minutes_to": {f"{x:g}": minutes_to(curve(m), x) for x in args.levels}}
+                   for method, m in trained.items()}
+    runs_report = with_recorded(runs_report, recorded, args.levels)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    plot(curves, OUT.with_suffix(".png"))
-    report = {"levels": args.levels, "provenance": provenance(), "note": args.note, "runs": {
-        method: {**{k: m[k] for k in ("command", "episodes_done", "train_seconds", "best_val_accuracy")},
-                 "provenance": m.get("provenance", {}), "curve": curves[method],
-                 "minutes_to": {f"{x:g}": minutes_to(curves[method], x) for x in args.levels}}
-        for method, m in trained.items()}}
+    plot({method: run["curve"] for method, run in runs_report.items()}, OUT.with_suffix(".png"))
+    report = {"levels": args.levels, "provenance": provenance(), "note": args.note, "runs": runs_report}
     write_text(OUT.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     write_text(OUT.with_suffix(".md"), render(report))
     print(f"wrote {OUT}.png, .json and .md")

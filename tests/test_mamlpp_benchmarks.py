@@ -98,3 +98,22 @@ def test_ablation_repeats_with_other_seeds_show_their_spread():
     text = ablation.render(table, 15)
     assert "- all on: seed 0 81.30 ± 0.30, seed 1 82.05 ± 0.30; max − min 0.75 points" in text
     assert "- all on, seed 1: `fewzero train --out runs/x`" in text
+
+
+def test_time_to_accuracy_keeps_recorded_runs_beside_a_new_one():
+    def run(commit, points):
+        return {"command": "fewzero train", "episodes_done": 1, "train_seconds": 60, "best_val_accuracy": 90.0,
+                "provenance": {"commit": commit}, "curve": points, "minutes_to": {}}
+
+    recorded = {"maml": run("a", [[1.0, 86.0]]), "mamlpp": run("b", [[2.0, 80.0], [5.0, 88.0]]),
+                "mamlpp (earlier run)": run("z", [[9.0, 70.0]]), "protonet": run("c", [[0.5, 91.0]])}
+    new = {"mamlpp": run("d", [(1.0, 85.0), (3.0, 91.0)])}
+    runs = tta.with_recorded(new, recorded, [85.0, 90.0])
+    assert list(runs) == ["maml", "mamlpp", "mamlpp (earlier run)", "protonet"]
+    assert runs["mamlpp"]["provenance"] == {"commit": "d"} and runs["mamlpp (earlier run)"]["provenance"] == {
+        "commit": "b"}  # the run it replaces, not the one before that
+    assert runs["mamlpp"]["minutes_to"] == {"85": 1.0, "90": 3.0}
+    assert runs["mamlpp (earlier run)"]["minutes_to"] == {"85": 5.0, "90": None}
+    assert runs["maml"]["minutes_to"] == {"85": 1.0, "90": None}
+    again = tta.with_recorded({"mamlpp": recorded["mamlpp"]}, recorded, [85.0])  # the same run again: kept as it was
+    assert list(again) == list(recorded) and again["mamlpp (earlier run)"]["provenance"] == {"commit": "z"}

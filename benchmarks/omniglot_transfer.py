@@ -142,11 +142,32 @@ def main() -> None:
         results.setdefault(method, {})[f"{way}w{shot}s"] = {
             **test, "settings": chosen, "val_accuracy": chosen_val["accuracy"] if chosen_val else None,
             "validation": [{"settings": s, "accuracy": v["accuracy"]} for s, v in val]}
+    previous_path = args.out / "omniglot_transfer.json"
+    previous = json.loads(previous_path.read_text()) if previous_path.is_file() and not args.quick else {}
+    results, earlier = merged(previous, results)
     write_table(args.out, results, {"grids": GRIDS, "episodes": EPISODES, "finetune_episodes": FINETUNE_EPISODES,
                                     "checkpoints": {k: str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve()
                                                     .is_relative_to(ROOT) else str(v) for k, v in checkpoints.items()},
                                     "weights_digests": {k: weights_digest(v) for k, v in checkpoints.items()},
-                                    "published": PUBLISHED, "quick": args.quick, **provenance()})
+                                    "published": PUBLISHED, "quick": args.quick, **provenance(),
+                                    "methods": list(args.methods), "earlier_runs": earlier})
+
+
+def merged(previous: dict, results: dict) -> tuple[dict, list[dict]]:
+    """(the table's rows, the earlier runs behind the rows this run did not redo): a run of some ``--methods`` keeps
+    the ``previous`` table's other learners, each with the run that scored it (command, commit, date, machine)."""
+    rows = {**previous.get("results", {}), **results}
+    order = [*TRANSFER, *EPISODIC]
+    rows = {m: rows[m] for m in sorted(rows, key=lambda m: order.index(m) if m in order else len(order))}
+    runs = previous.get("earlier_runs", []) + ([{
+        **{k: previous[k] for k in ("command", "commit", "date", "machine", "load_average") if k in previous},
+        "methods": previous.get("methods", list(previous["results"]))}] if previous.get("results") else [])
+    earlier = []
+    for run in runs:
+        kept = [m for m in run["methods"] if m not in results]
+        if kept:
+            earlier.append({**run, "methods": kept})
+    return rows, earlier
 
 
 if __name__ == "__main__":

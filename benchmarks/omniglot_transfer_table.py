@@ -74,6 +74,16 @@ def targets(results: dict, published: dict) -> list[str]:
     return lines
 
 
+def _earlier_runs(info: dict) -> list[str]:
+    """Provenance lines of the rows that a run of some learners kept from earlier runs (none after a full run)."""
+    if not info.get("earlier_runs"):
+        return []
+    return [f"- learners of this run: {', '.join(info['methods'])}; the other rows come from earlier runs:",
+            *(f"  - {', '.join(run['methods'])}: `{run.get('command', '?')}` at commit {run.get('commit', '?')}, "
+              f"{run.get('date', '?')} ({run.get('machine', '?')}, load {run.get('load_average', '?')})"
+              for run in info["earlier_runs"])]
+
+
 def write_table(out: Path, results: dict, info: dict) -> None:
     from fewzero.atomic import write_json, write_text
 
@@ -109,7 +119,8 @@ def write_table(out: Path, results: dict, info: dict) -> None:
               "## Models", "", *(f"- {k}: `{v}`" for k, v in info["checkpoints"].items()),
               "- sources of the published numbers: " + "; ".join(p["source"] for p in published.values()), "",
               "## Provenance", "", f"- command: `{info['command']}`", f"- commit: {info['commit']}",
-              f"- date: {info['date']}", f"- machine: {info['machine']} (load {info['load_average']})", ""]
+              f"- date: {info['date']}", f"- machine: {info['machine']} (load {info['load_average']})",
+              *_earlier_runs(info), ""]
     if info.get("quick"):
         lines.insert(1, "\n**Quick smoke run (3 episodes per cell): not a result.**\n")
     out.mkdir(parents=True, exist_ok=True)

@@ -72,3 +72,26 @@ def test_transfer_table_renders_again_from_its_json(tmp_path, monkeypatch):
     transfer.main()
     committed = (transfer.ROOT / "paper_results" / "omniglot_transfer.md").read_text()
     assert (tmp_path / "omniglot_transfer.md").read_text() == committed
+
+
+def test_a_transfer_run_of_some_learners_keeps_the_other_rows_with_their_runs(tmp_path, monkeypatch):
+    transfer = load_script("omniglot_transfer")
+    monkeypatch.syspath_prepend(str(transfer.ROOT / "benchmarks"))
+    from omniglot_transfer_table import _earlier_runs
+
+    def run(commit, methods):
+        return {"command": f"python benchmarks/omniglot_transfer.py ({commit})", "commit": commit, "date": "d",
+                "machine": "m", "load_average": "0", "methods": methods}
+
+    first = {"results": {"relation": {"5w1s": "old"}, "simpleshot": {"5w1s": "s"}, "matching": {"5w1s": "m"}},
+             **run("a", ["simpleshot", "matching", "relation"])}
+    rows, earlier = transfer.merged(first, {"relation": {"5w1s": "new"}})
+    assert list(rows) == ["simpleshot", "matching", "relation"] and rows["relation"] == {"5w1s": "new"}
+    assert earlier == [run("a", ["simpleshot", "matching"])]
+    second = {"results": rows, **run("b", ["relation"]), "earlier_runs": earlier}
+    rows, earlier = transfer.merged(second, {"matching": {"5w1s": "m2"}})
+    assert earlier == [run("a", ["simpleshot"]), run("b", ["relation"])]
+    assert transfer.merged(second, {m: {} for m in ("simpleshot", "matching", "relation")})[1] == []  # all redone
+    lines = _earlier_runs({"methods": ["matching"], "earlier_runs": earlier})
+    assert lines[0].startswith("- learners of this run: matching;") and "  - simpleshot: `python" in lines[1]
+    assert _earlier_runs({"methods": ["x"], "earlier_runs": []}) == []

@@ -23,6 +23,7 @@ from provenance import ROOT, provenance
 from result_cache import Cache
 
 sys.path.insert(0, str(ROOT))
+from fewzero.errors import FewzeroError  # noqa: E402
 
 SETTINGS = [(5, 1), (5, 5), (20, 1), (20, 5)]
 TRANSFER = ("simpleshot", "logreg", "baseline", "baselinepp", "finetune")
@@ -120,6 +121,13 @@ def main() -> None:
     datasets = {subset: load_split(config, subset) for subset in ("val", "test")}
     checkpoints = {"pretrained": args.pretrained, "matching": args.matching, "relation": args.relation}
     cache = Cache(args.cache)
+    previous_path = args.out / "omniglot_transfer.json"
+    previous = json.loads(previous_path.read_text()) if previous_path.is_file() and not args.quick else {}
+    digests = {k: weights_digest(v) for k, v in checkpoints.items()}
+    try:  # the rows this run keeps must still match the checkpoints: checked before any cell is scored
+        merged(previous, {method: {} for method in args.methods}, digests)
+    except FewzeroError as exc:
+        sys.exit(f"omniglot_transfer.py: {exc}")
     results = {}
     cells = [(method, way, shot) for method in args.methods for way, shot in SETTINGS]
     for method, way, shot in tqdm(cells, desc="omniglot transfer", dynamic_ncols=True):
@@ -142,33 +150,56 @@ def main() -> None:
         results.setdefault(method, {})[f"{way}w{shot}s"] = {
             **test, "settings": chosen, "val_accuracy": chosen_val["accuracy"] if chosen_val else None,
             "validation": [{"settings": s, "accuracy": v["accuracy"]} for s, v in val]}
-    previous_path = args.out / "omniglot_transfer.json"
-    previous = json.loads(previous_path.read_text()) if previous_path.is_file() and not args.quick else {}
-    results, earlier = merged(previous, results)
+    results, earlier = merged(previous, results, digests)
     write_table(args.out, results, {"grids": GRIDS, "episodes": EPISODES, "finetune_episodes": FINETUNE_EPISODES,
                                     "checkpoints": {k: str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve()
                                                     .is_relative_to(ROOT) else str(v) for k, v in checkpoints.items()},
-                                    "weights_digests": {k: weights_digest(v) for k, v in checkpoints.items()},
+                                    "weights_digests": digests,
                                     "published": PUBLISHED, "quick": args.quick, **provenance(),
                                     "methods": list(args.methods), "earlier_runs": earlier})
 
 
-def merged(previous: dict, results: dict) -> tuple[dict, list[dict]]:
+RUN_KEYS = ("command", "commit", "date", "machine", "load_average", "weights_digests")
+
+
+def checkpoint_of(method: str) -> str:
+    """Which checkpoint a learner's rows depend on: the pretrained backbone, or the learner's own model."""
+    return "pretrained" if method in TRANSFER else method
+
+
+def merged(previous: dict, results: dict, digests: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
     """(the table's rows, the earlier runs behind the rows this run did not redo): a run of some ``--methods`` keeps
-    the ``previous`` table's other learners, each with the run that scored it (command, commit, date, machine)."""
+    the ``previous`` table's other learners, each with the run that scored it (command, commit, date, machine, the
+    weights digests of its checkpoints). A kept row whose checkpoint now holds other weights (``digests``: this run's)
+    is an error: its learner must be scored again. Runs that recorded no digests are kept as they are."""
     rows = {**previous.get("results", {}), **results}
     order = [*TRANSFER, *EPISODIC]
     rows = {m: rows[m] for m in sorted(rows, key=lambda m: order.index(m) if m in order else len(order))}
-    runs = previous.get("earlier_runs", []) + ([{
-        **{k: previous[k] for k in ("command", "commit", "date", "machine", "load_average") if k in previous},
-        "methods": previous.get("methods", list(previous["results"]))}] if previous.get("results") else [])
+    runs = previous.get("earlier_runs", []) + ([{**{k: previous[k] for k in RUN_KEYS if k in previous},
+                                                  "methods": previous.get("methods", list(previous["results"]))}]
+                                                if previous.get("results") else [])
     earlier = []
     for run in runs:
         kept = [m for m in run["methods"] if m not in results]
+        recorded = run.get("weights_digests") or {}
+        stale = [m for m in kept if digests and recorded.get(checkpoint_of(m), digests.get(checkpoint_of(m)))
+                 != digests.get(checkpoint_of(m))]
+        if stale:
+            raise FewzeroError(f"the rows of {', '.join(stale)} were scored with other weights than the checkpoints "
+                               f"now hold: add them to --methods")
         if kept:
             earlier.append({**run, "methods": kept})
     return rows, earlier
 
+
+def run_of(table: dict, method: str) -> dict:
+    """The run that scored ``method``'s rows in ``table``: this table's own run or one of its earlier runs."""
+    if method in table.get("methods", table.get("results", {})):
+        return {k: table[k] for k in RUN_KEYS if k in table}
+    found = [run for run in table.get("earlier_runs", []) if method in run["methods"]]
+    if not found:
+        raise FewzeroError(f"the table names no run that scored {method}: rerun benchmarks/omniglot_transfer.py")
+    return found[0]
 
 if __name__ == "__main__":
     main()

@@ -59,6 +59,15 @@ def with_step_size_section(note: str, section: str | None) -> str:
     return note + ("\n" + section if section else "")
 
 
+def packaged_size(path: Path) -> int:
+    """The size in bytes of a packaged checkpoint; a FewzeroError past the limit of packaged files (1 MB)."""
+    from fewzero.errors import FewzeroError
+
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise FewzeroError(f"{path} is {size} bytes: packaged checkpoints must stay under 1 MB")
+    return size
+
 def store_main(argv: list[str] | None, *, doc: str, table: Path, store, script: str) -> None:
     """The command line of a script that stores choices recorded in a results ``table`` into the packaged models:
     ``store(table_dict, packaged_folder)`` returns the files it changed."""

@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inner_lr_selection import VALIDATION_SEED  # noqa: E402
 from omniglot_settings import model_stems  # noqa: E402
-from package_checkpoint import (CONFIG_HEADING, MAX_BYTES, config_block, step_size_section, store_main,  # noqa: E402
-                                with_step_size_section)
+from package_checkpoint import (CONFIG_HEADING, config_block, packaged_size, step_size_section,  # noqa: E402
+                                store_main, with_step_size_section)
 from provenance import ROOT  # noqa: E402
 
 from fewzero.atomic import write_text  # noqa: E402
@@ -128,9 +128,7 @@ def store(table: dict, packaged: Path) -> list[Path]:
             payload["config"]["learner"] = {**learner, KEY: by_shot}
             save_checkpoint(path, payload)
             changed.append(path)
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise FewzeroError(f"{path} is {size} bytes: packaged checkpoints must stay under 1 MB")
+        size = packaged_size(path)
         note_path = path.with_suffix(".md")
         note = note_path.read_text(encoding="utf-8")
         new = _with_config(note, payload["config"], note_path)

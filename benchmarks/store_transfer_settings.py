@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from omniglot_transfer import weights_digest  # noqa: E402
-from package_checkpoint import MAX_BYTES, store_main  # noqa: E402
+from omniglot_transfer import run_of, weights_digest  # noqa: E402
+from package_checkpoint import packaged_size, store_main  # noqa: E402
 from provenance import ROOT  # noqa: E402
 
 from fewzero.atomic import write_text  # noqa: E402
@@ -37,13 +37,13 @@ def chosen_settings(table: dict) -> dict[str, dict[str, dict]]:
             for method, by_setting in table["results"].items() if method in table.get("grids", {})}
 
 
-def evaluated_digest(table: dict) -> str:
-    """The weights digest of the backbone the table evaluated: recorded in the table, or else read from the
-    checkpoint file as it was at the table's commit."""
-    recorded = table.get("weights_digests", {}).get("pretrained")
+def evaluated_digest(run: dict, path: str) -> str:
+    """The weights digest of the backbone ``path`` that a ``run`` of the table evaluated: recorded with the run, or
+    else read from the checkpoint file as it was at the run's commit."""
+    recorded = (run.get("weights_digests") or {}).get("pretrained")
     if recorded:
         return recorded
-    path, commit = table["checkpoints"]["pretrained"], table["commit"]
+    commit = str(run.get("commit", "")).split(" ")[0]
     try:
         blob = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, check=True).stdout
     except subprocess.CalledProcessError:
@@ -53,6 +53,16 @@ def evaluated_digest(table: dict) -> str:
         old = Path(folder) / "evaluated.pt"
         old.write_bytes(blob)
         return weights_digest(old)
+
+
+def runs_behind(table: dict, methods) -> list[dict]:
+    """The distinct runs of the table that scored ``methods`` (each once, in order)."""
+    runs = []
+    for method in methods:
+        run = run_of(table, method)
+        if run not in runs:
+            runs.append(run)
+    return runs
 
 
 def section(chosen: dict[str, dict[str, dict]], table: dict) -> str:
@@ -68,8 +78,9 @@ def section(chosen: dict[str, dict[str, dict]], table: dict) -> str:
         "the learner with the settings stored in this checkpoint for its task shape, so the plain command adapts as "
         "the cell of paper_results/omniglot_transfer.md did. Each was chosen for its shape on "
         f"{table['episodes']['val']} fixed validation episodes ({table['finetune_episodes']['val']} for finetune) "
-        f"among the grid {json.dumps(table['grids'])}, by `{table['command']}` at commit {table['commit']}, "
-        f"{table['date']}; stored by `python benchmarks/store_transfer_settings.py`. Other task shapes use the "
+        f"among the grid {json.dumps(table['grids'])}, by "
+        + "; ".join(f"`{run['command']}` at commit {run['commit']}, {run['date']}" for run in runs_behind(table, chosen))
+        + "; stored by `python benchmarks/store_transfer_settings.py`. Other task shapes use the "
         "learner's defaults; a `--set learner.KEY=VALUE` (or a `--config`) replaces that one setting.", "",
         *rows, ""])
 
@@ -82,17 +93,16 @@ def store(table: dict, packaged: Path) -> list[Path]:
     if Path(table["checkpoints"]["pretrained"]).name != path.name:
         raise FewzeroError(f"the table evaluated {table['checkpoints']['pretrained']}, not the packaged {path.name}: "
                            f"rerun benchmarks/omniglot_transfer.py on the packaged backbone")
-    if weights_digest(path) != evaluated_digest(table):
+    chosen, changed = chosen_settings(table), []
+    if any(weights_digest(path) != evaluated_digest(run, table["checkpoints"]["pretrained"])
+           for run in runs_behind(table, chosen)):
         raise FewzeroError(f"{path} does not hold the weights the table evaluated: rerun "
                            f"benchmarks/omniglot_transfer.py on it first")
-    chosen, changed = chosen_settings(table), []
     payload = load_checkpoint(path)
     if payload.get(TASK_SETTINGS) != chosen:  # torch.save is not byte-reproducible: write only what changes
         save_checkpoint(path, {**payload, TASK_SETTINGS: chosen})
         changed.append(path)
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise FewzeroError(f"{path} is {size} bytes: packaged checkpoints must stay under 1 MB")
+    size = packaged_size(path)
     note_path = path.with_suffix(".md")
     note = note_path.read_text(encoding="utf-8")
     kept = note.split(f"\n{SECTION}\n")[0].rstrip("\n")

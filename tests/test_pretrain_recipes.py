@@ -2,6 +2,7 @@
 says which recipe has the highest validation mean; the transfer table scores a replaced backbone afresh."""
 from __future__ import annotations
 
+import pytest
 from benchmark_scripts import load_script
 
 from fewzero.pretrain import pretrain_config
@@ -95,3 +96,22 @@ def test_a_transfer_run_of_some_learners_keeps_the_other_rows_with_their_runs(tm
     lines = _earlier_runs({"methods": ["matching"], "earlier_runs": earlier})
     assert lines[0].startswith("- learners of this run: matching;") and "  - simpleshot: `python" in lines[1]
     assert _earlier_runs({"methods": ["x"], "earlier_runs": []}) == []
+
+
+def test_a_kept_row_must_have_been_scored_with_the_weights_the_checkpoint_holds_now():
+    transfer = load_script("omniglot_transfer")
+    from fewzero.errors import FewzeroError
+
+    previous = {"results": {"simpleshot": {}, "relation": {}}, "command": "c", "commit": "a", "date": "d",
+                "methods": ["simpleshot", "relation"], "weights_digests": {"pretrained": "p1", "relation": "r1"}}
+    rows, earlier = transfer.merged(previous, {"relation": {}}, {"pretrained": "p1", "relation": "r2"})
+    assert earlier[0]["methods"] == ["simpleshot"] and earlier[0]["weights_digests"]["pretrained"] == "p1"
+    with pytest.raises(FewzeroError, match="rows of simpleshot were scored with other weights"):
+        transfer.merged(previous, {"relation": {}}, {"pretrained": "p2", "relation": "r2"})
+    legacy = {k: v for k, v in previous.items() if k != "weights_digests"}  # a run from before digests: kept
+    assert transfer.merged(legacy, {"relation": {}}, {"pretrained": "p2"})[1][0]["methods"] == ["simpleshot"]
+    second = {"results": rows, "command": "c2", "commit": "b", "date": "d2", "methods": ["relation"],
+              "weights_digests": {"pretrained": "p1", "relation": "r2"}, "earlier_runs": earlier}
+    assert transfer.run_of(second, "relation")["commit"] == "b" and transfer.run_of(second, "simpleshot")["commit"] == "a"
+    with pytest.raises(FewzeroError, match="names no run that scored logreg"):
+        transfer.run_of(second, "logreg")

@@ -131,13 +131,34 @@ def write_table(out: Path, results: dict, meta: dict) -> None:
     from fewzero.atomic import write_json
 
     json_path = out / "ensembles.json"
+    meta = {**meta, "parts": list(results)}
     if json_path.is_file() and not meta.get("quick"):  # a run of one part keeps the other part's results
         previous = json.loads(json_path.read_text())
         results = {**previous.get("results", {}), **results}
-        meta = {**meta, "previous_runs": previous.get("provenance", {}).get("previous_runs", [])
-                + [previous.get("provenance", {})]}
+        runs = previous.get("provenance", {}).get("previous_runs", []) + [previous.get("provenance", {})]
+        meta = {**meta, "previous_runs": runs_behind(runs, meta["parts"])}
     write_json(json_path, {"results": results, "provenance": meta})
     _write_markdown(out, results, meta)
+
+
+def parts_of(run: dict) -> list[str]:
+    """The parts whose results a recorded run wrote: as recorded, or read from its command (``--part``)."""
+    if "parts" in run:
+        return list(run["parts"])
+    words = str(run.get("command", "")).split()
+    part = words[words.index("--part") + 1] if "--part" in words[:-1] else "both"
+    return ["omniglot", "cub50"] if part == "both" else [part]
+
+
+def runs_behind(runs: list[dict], redone: list[str]) -> list[dict]:
+    """The recorded ``runs`` (oldest first) whose results still stand after a run of the ``redone`` parts: a run is
+    dropped when later runs (or this one) rewrote every part it wrote."""
+    covered, kept = set(redone), []
+    for run in reversed(runs):
+        if run.get("command") and not set(parts_of(run)) <= covered:
+            kept.append(run)
+        covered |= set(parts_of(run))
+    return kept[::-1]
 
 
 def _write_markdown(out: Path, results: dict, meta: dict) -> None:
@@ -152,8 +173,7 @@ def _write_markdown(out: Path, results: dict, meta: dict) -> None:
         lines += _cub(results["cub50"]) + [""]
     lines += ["## Provenance", ""] + [f"- {k}: {meta[k]}" for k in ("command", "commit", "date", "finished",
                                                                       "machine", "load_average", "note") if meta.get(k)]
-    for run in meta.get("previous_runs", []):  # a run of one part keeps the other part's results and provenance
-        if run.get("command"):
-            lines.append(f"- earlier run: `{run['command']}` at {run.get('commit')}, {run.get('date')} to "
-                         f"{run.get('finished')}; note: {run.get('note') or '-'}")
+    for run in runs_behind(meta.get("previous_runs", []), parts_of(meta)):  # the runs behind the parts it kept
+        lines.append(f"- earlier run: `{run['command']}` at {run.get('commit')}, {run.get('date')} to "
+                     f"{run.get('finished')}; note: {run.get('note') or '-'}")
     write_text(out / "ensembles.md", "\n".join(lines) + "\n")

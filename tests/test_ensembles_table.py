@@ -1,0 +1,39 @@
+"""benchmarks/ensembles_table.py: a run of one part keeps the other part's results, and names only the runs behind
+what it kept."""
+from __future__ import annotations
+
+import json
+import shutil
+
+from benchmark_scripts import BENCHMARKS, load_script
+
+
+def test_a_run_of_one_part_keeps_the_other_part_and_only_the_runs_behind_it(tmp_path, monkeypatch):
+    table = load_script("ensembles_table")
+    committed = BENCHMARKS.parent / "paper_results" / "ensembles.json"
+    shutil.copyfile(committed, tmp_path / "ensembles.json")
+    stored = json.loads(committed.read_text())
+    assert table.parts_of({"command": "python benchmarks/ensembles.py --part cub50 --quiet"}) == ["cub50"]
+    assert table.parts_of({"command": "python benchmarks/ensembles.py"}) == ["omniglot", "cub50"]
+    assert table.parts_of({"parts": ["omniglot"], "command": "x --part cub50"}) == ["omniglot"]
+    meta = {"command": "python benchmarks/ensembles.py --part omniglot", "commit": "c", "date": "d"}
+    table.write_table(tmp_path, {"omniglot": stored["results"]["omniglot"]}, meta)
+    written = json.loads((tmp_path / "ensembles.json").read_text())
+    assert set(written["results"]) == {"omniglot", "cub50"} and written["results"]["cub50"] == stored["results"]["cub50"]
+    kept = written["provenance"]["previous_runs"]
+    assert len(kept) == 1 and table.parts_of(kept[0]) == ["cub50"]  # the last CUB-50 run; no superseded one
+    assert kept[0] == max((r for r in stored["provenance"]["previous_runs"] if "--part cub50" in r["command"]),
+                          key=lambda r: r["date"])
+    assert written["provenance"]["parts"] == ["omniglot"]
+    markdown = (tmp_path / "ensembles.md").read_text()
+    assert markdown.count("- earlier run:") == len(kept) and "--part omniglot --quiet --note 2 CPU" not in markdown
+
+
+def test_the_runs_behind_a_table_are_the_last_of_each_part():
+    table = load_script("ensembles_table")
+    runs = [{"command": "e --part cub50", "n": 1}, {"command": "e", "n": 2}, {"command": "e --part omniglot", "n": 3},
+            {"command": "e --part cub50", "n": 4}]
+    assert [r["n"] for r in table.runs_behind(runs, [])] == [3, 4]
+    assert [r["n"] for r in table.runs_behind(runs, ["omniglot"])] == [4]
+    assert [r["n"] for r in table.runs_behind(runs[:3], ["omniglot"])] == [2]  # run 2 wrote the CUB-50 part last
+    assert table.runs_behind(runs, ["omniglot", "cub50"]) == []

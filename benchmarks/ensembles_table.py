@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from provenance import standing_runs
+
 PUBLISHED_OMNIGLOT = {  # the members' own papers, 20-way 1-shot Omniglot (no published ensemble on our protocol)
     "protonet": ("96.0", "Snell et al., Prototypical Networks for Few-shot Learning, NeurIPS 2017, Table 1"),
     "matching": ("93.8", "Vinyals et al., Matching Networks for One Shot Learning, NeurIPS 2016, Table 1"),
@@ -153,12 +155,7 @@ def parts_of(run: dict) -> list[str]:
 def runs_behind(runs: list[dict], redone: list[str]) -> list[dict]:
     """The recorded ``runs`` (oldest first) whose results still stand after a run of the ``redone`` parts: a run is
     dropped when later runs (or this one) rewrote every part it wrote."""
-    covered, kept = set(redone), []
-    for run in reversed(runs):
-        if run.get("command") and not set(parts_of(run)) <= covered:
-            kept.append(run)
-        covered |= set(parts_of(run))
-    return kept[::-1]
+    return [run for run, _ in standing_runs([r for r in runs if r.get("command")], redone, parts_of)]
 
 
 def _write_markdown(out: Path, results: dict, meta: dict) -> None:

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from provenance import ROOT, provenance
+from provenance import ROOT, provenance, standing_runs
 from result_cache import Cache
 
 sys.path.insert(0, str(ROOT))
@@ -179,16 +179,14 @@ def merged(previous: dict, results: dict, digests: dict[str, str] | None = None)
                                                   "methods": previous.get("methods", list(previous["results"]))}]
                                                 if previous.get("results") else [])
     earlier = []
-    for run in runs:
-        kept = [m for m in run["methods"] if m not in results]
+    for run, kept in standing_runs(runs, results, lambda run: run["methods"]):
         recorded = run.get("weights_digests") or {}
         stale = [m for m in kept if digests and recorded.get(checkpoint_of(m), digests.get(checkpoint_of(m)))
                  != digests.get(checkpoint_of(m))]
         if stale:
             raise FewzeroError(f"the rows of {', '.join(stale)} were scored with other weights than the checkpoints "
                                f"now hold: add them to --methods")
-        if kept:
-            earlier.append({**run, "methods": kept})
+        earlier.append({**run, "methods": kept})
     return rows, earlier
 
 

@@ -46,3 +46,16 @@ def provenance() -> dict:
 def portable(command: str) -> str:
     """``command`` with this checkout's absolute path removed (benchmarks run from the repository root)."""
     return command.replace(f"{ROOT}{os.sep}", "")
+
+
+def standing_runs(runs: list[dict], redone, parts_of) -> list[tuple[dict, list[str]]]:
+    """The recorded ``runs`` (oldest first) whose results still stand in a report after a run of the ``redone``
+    parts, each with the parts it still stands for: a part counts for the last run that wrote it, and a run left
+    with none is dropped. ``parts_of(run)`` names the parts a run wrote (a part nobody rewrites keeps its run)."""
+    covered, standing = set(redone), []
+    for run in reversed(runs):
+        parts = [part for part in parts_of(run) if part not in covered]
+        if parts:
+            standing.append((run, parts))
+        covered |= set(parts_of(run))
+    return standing[::-1]

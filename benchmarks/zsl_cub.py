@@ -25,7 +25,7 @@ from pathlib import Path
 from fewzero.atomic import write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, provenance  # noqa: E402
+from provenance import ROOT, provenance, standing_runs  # noqa: E402
 from result_cache import Cache  # noqa: E402
 from zsl_common import GBU, GBU_PROTOCOL, GBU_SOURCE, run_learners  # noqa: E402
 from zsl_cub_report import GENERATIVE, render  # noqa: E402
@@ -166,7 +166,7 @@ def earlier_runs(previous: dict, parts: list[str]) -> list[dict]:
         return []
     runs = previous.get("earlier_runs", []) + ([{**previous["provenance"], "note": previous.get("note", "")}]
                                                if "provenance" in previous else [])
-    return [run for run in runs if not set(run.get("parts") or ["?"]) <= set(parts)]
+    return [run for run, _ in standing_runs(runs, parts, lambda run: run.get("parts") or ["?"])]
 
 
 def main(argv: list[str] | None = None) -> dict:

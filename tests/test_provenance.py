@@ -29,3 +29,11 @@ def test_a_finished_run_is_reused_not_run_again(tmp_path):
     (tmp_path / "provenance.json").write_text('{"command": "fewzero train --out x", "commit": "c"}')
     assert cli_run.run_cli(["fewzero", "no-such-command"], tmp_path, None, 1) == {
         "command": "fewzero train --out x", "commit": "c"}
+
+
+def test_standing_runs_credit_each_part_to_the_last_run_that_wrote_it():
+    runs = [{"n": 1, "parts": ["a", "b", "c"]}, {"n": 2, "parts": ["b"]}, {"n": 3, "parts": ["c"]}]
+    standing = provenance.standing_runs(runs, ["c"], lambda run: run["parts"])
+    assert [(run["n"], parts) for run, parts in standing] == [(1, ["a"]), (2, ["b"])]
+    assert provenance.standing_runs(runs, ["a", "b", "c"], lambda run: run["parts"]) == []
+    assert [run["n"] for run, _ in provenance.standing_runs(runs, [], lambda run: run["parts"])] == [1, 2, 3]

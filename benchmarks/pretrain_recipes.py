@@ -1,6 +1,7 @@
 """Pretraining recipes for the transfer learners, compared on Omniglot *validation* episodes only.
 
     python benchmarks/pretrain_recipes.py --threads 1      # trains each candidate (resumable), scores all
+    python benchmarks/pretrain_recipes.py --recipes LABEL  # one candidate; the table keeps the others' rows
     python benchmarks/pretrain_recipes.py --render-only    # rewrite the md from the json
 
 Every candidate config in ``CANDIDATES`` (trained here with ``fewzero pretrain``) is scored by SimpleShot, with
@@ -29,6 +30,8 @@ from fewzero.atomic import write_text  # noqa: E402
 CANDIDATES = {
     "first recipe (configs/pretrain_omniglot_first.yaml)": "configs/pretrain_omniglot_first.yaml",
     "shift 2 px, fp32, 12 epochs": "configs/pretrain_omniglot.yaml",
+    "shift 2 px, fp32, 24 epochs": "configs/pretrain_omniglot_24ep.yaml",
+    "shift 2 px, cosine head, fp32, 12 epochs": "configs/pretrain_omniglot_cosine.yaml",
 }
 CELLS = [(5, 1, "l2n"), (5, 1, "cl2n"), (20, 1, "l2n"), (20, 1, "cl2n")]
 VAL_EPISODES, VAL_SEED = 1000, 1
@@ -67,6 +70,17 @@ def score(checkpoint: Path, way: int, shot: int, normalisation: str, val_set, ca
     return cache.get_or_run(key, run)
 
 
+def merged(earlier: dict | None, scored: dict[str, dict]) -> dict[str, dict]:
+    """The table's rows after scoring the recipes in ``scored``: the ``earlier`` report's other rows (each with the
+    scoring run that wrote it, ``scored``) first, in their order, then the new ones. A run of some ``--recipes``
+    thus adds to the table instead of replacing it; rows of recipes scored again are replaced."""
+    if earlier is None:
+        return dict(scored)
+    kept = {label: {**row, "scored": row.get("scored") or {**earlier["provenance"], "note": earlier.get("note", "")}}
+            for label, row in earlier["recipes"].items() if label not in scored}
+    return {**kept, **scored}
+
+
 def render(report: dict) -> str:
     heads = [f"{way}w{shot}s {norm}" for way, shot, norm in CELLS]
     lines = ["# Pretraining recipes for the transfer learners (Omniglot, validation episodes only)", "",
@@ -91,10 +105,16 @@ def render(report: dict) -> str:
         lines.append(f"- {label}: `{portable(training['command'])}`" + (
             f"; commit {where.get('commit', '?')}, {where.get('date', '?')} ({where.get('machine', '')}, "
             f"{where.get('threads')} thread(s); load average {where.get('load_average', '?')})" if where else ""))
-    p = report["provenance"]
-    lines += ["", f"Scored by `{p['command']}` at commit {p['commit']}, {p['date']} ({p['machine']})."
-              + (f" Note: {report['note']}" if report.get("note") else ""), ""]
-    return "\n".join(lines)
+    lines.append("")
+    scorings: dict[str, list[str]] = {}  # one line per scoring run, naming the rows it wrote
+    for label, row in report["recipes"].items():
+        p = row.get("scored") or {**report["provenance"], "note": report.get("note", "")}
+        line = (f"`{p['command']}` at commit {p['commit']}, {p['date']} ({p['machine']})."
+                + (f" Note: {p['note']}" if p.get("note") else ""))
+        scorings.setdefault(line, []).append(label)
+    for line, labels in scorings.items():
+        lines.append(("Scored by " if len(scorings) == 1 else f"{'; '.join(labels)}: scored by ") + line)
+    return "\n".join(lines + [""])
 
 
 def main() -> None:
@@ -123,7 +143,10 @@ def main() -> None:
         cells = {f"{way}w{shot}s {norm}": score(checkpoint, way, shot, norm, val_set, cache)
                  for way, shot, norm in CELLS}
         recipes[label] = {"training": training, "cells": cells,
-                          "mean": sum(c["accuracy"] for c in cells.values()) / len(cells)}
+                          "mean": sum(c["accuracy"] for c in cells.values()) / len(cells),
+                          "scored": {**provenance(), "note": args.note}}
+    earlier = json.loads(OUT.with_suffix(".json").read_text()) if OUT.with_suffix(".json").is_file() else None
+    recipes = merged(earlier, recipes)
     report = {"recipes": recipes, "chosen": max(recipes, key=lambda label: recipes[label]["mean"]),
               "episodes": VAL_EPISODES, "seed": VAL_SEED, "provenance": provenance(), "note": args.note}
     write_text(OUT.with_suffix(".json"), json.dumps(report, indent=1) + "\n")

@@ -71,14 +71,15 @@ def score(checkpoint: Path, way: int, shot: int, normalisation: str, val_set, ca
 
 
 def merged(earlier: dict | None, scored: dict[str, dict]) -> dict[str, dict]:
-    """The table's rows after scoring the recipes in ``scored``: the ``earlier`` report's other rows (each with the
-    scoring run that wrote it, ``scored``) first, in their order, then the new ones. A run of some ``--recipes``
-    thus adds to the table instead of replacing it; rows of recipes scored again are replaced."""
+    """The table's rows after scoring the recipes in ``scored``: the ``earlier`` report's rows in their order (each
+    with the scoring run that wrote it, ``scored``), those scored again replaced, then the new ones. A run of some
+    ``--recipes`` thus adds to the table instead of replacing it."""
     if earlier is None:
         return dict(scored)
-    kept = {label: {**row, "scored": row.get("scored") or {**earlier["provenance"], "note": earlier.get("note", "")}}
-            for label, row in earlier["recipes"].items() if label not in scored}
-    return {**kept, **scored}
+    rows = {label: scored.get(label) or {**row, "scored": row.get("scored") or {**earlier["provenance"],
+                                                                                 "note": earlier.get("note", "")}}
+            for label, row in earlier["recipes"].items()}
+    return {**rows, **scored}
 
 
 def render(report: dict) -> str:
@@ -113,7 +114,7 @@ def render(report: dict) -> str:
                 + (f" Note: {p['note']}" if p.get("note") else ""))
         scorings.setdefault(line, []).append(label)
     for line, labels in scorings.items():
-        lines.append(("Scored by " if len(scorings) == 1 else f"{'; '.join(labels)}: scored by ") + line)
+        lines.append("Scored by " + line if len(scorings) == 1 else f"- {'; '.join(labels)}: scored by {line}")
     return "\n".join(lines + [""])
 
 

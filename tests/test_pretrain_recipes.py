@@ -115,3 +115,24 @@ def test_a_kept_row_must_have_been_scored_with_the_weights_the_checkpoint_holds_
     assert transfer.run_of(second, "relation")["commit"] == "b" and transfer.run_of(second, "simpleshot")["commit"] == "a"
     with pytest.raises(FewzeroError, match="names no run that scored logreg"):
         transfer.run_of(second, "logreg")
+
+
+def test_a_run_of_some_recipes_keeps_the_other_rows_with_the_run_that_scored_them():
+    cell = {"accuracy": 98.0, "ci95": 0.2}
+    heads = [f"{way}w{shot}s {norm}" for way, shot, norm in recipes.CELLS]
+
+    def row(mean, scored=None):
+        return {"training": {"command": "see x"}, "cells": {h: {**cell, "accuracy": mean} for h in heads},
+                "mean": mean, **({"scored": scored} if scored else {})}
+
+    first_run = {"command": "python benchmarks/pretrain_recipes.py", "commit": "a", "date": "d1", "machine": "m"}
+    earlier = {"recipes": {"a": row(98.0), "b": row(98.5)}, "provenance": first_run, "note": "busy"}
+    second_run = {"command": "python benchmarks/pretrain_recipes.py --recipes c", "commit": "b", "date": "d2",
+                  "machine": "m", "note": ""}
+    rows = recipes.merged(earlier, {"c": row(98.7, second_run), "b": row(98.2, second_run)})
+    assert list(rows) == ["a", "b", "c"] and rows["b"]["mean"] == 98.2  # a rescored recipe is replaced
+    assert rows["a"]["scored"] == {**first_run, "note": "busy"}
+    assert recipes.merged(None, {"c": row(98.7, second_run)}) == {"c": row(98.7, second_run)}
+    text = recipes.render({"recipes": rows, "chosen": "c", "provenance": second_run, "note": ""})
+    assert "- a: scored by `python benchmarks/pretrain_recipes.py` at commit a, d1 (m). Note: busy" in text
+    assert "- b; c: scored by `python benchmarks/pretrain_recipes.py --recipes c` at commit b" in text

@@ -105,8 +105,10 @@ def load_member(spec: dict, index: int, config: RunConfig):
     if payload.get("kind") != PRETRAINED_KIND and saved.get("method", RunConfig.method) != method:
         raise FewzeroError(f"{label}: checkpoint {path} holds a {saved.get('method')} model: give a {method} "
                            f"checkpoint, or set the member's method to {saved.get('method')}")
+    # the task shape lets a pretrained backbone's member adapt with the settings chosen for it on validation
     learner, trained, _ = learner_from_checkpoint(path, settings or None, method=method, dataset=config.dataset,
-                                                  learner_settings=member_config.learner)
+                                                  learner_settings=member_config.learner, way=config.test_way,
+                                                  shot=config.test_shot)
     return learner, trained, path
 
 

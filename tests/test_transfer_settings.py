@@ -98,3 +98,19 @@ def test_storing_the_settings_is_idempotent_and_refuses_other_weights(tmp_path):
 
 def _without_size(note: str) -> str:
     return re.sub(r"- size: \d+ bytes", "", note)
+
+
+def test_an_ensemble_member_on_the_backbone_takes_the_settings_of_the_ensembles_task_shape(tmp_path):
+    from fewzero.config import load_config
+    from fewzero.ensemble_setup import load_member
+
+    copy = tmp_path / "backbone.pt"
+    save_checkpoint(copy, {**load_checkpoint(BACKBONE), TASK_SETTINGS: {
+        "simpleshot": {"20w1s": {"normalisation": "un"}, "5w1s": {"normalisation": "l2n"}}}})
+
+    def member(way, **spec):
+        config = load_config("ensemble", "omniglot", overrides={"test_way": way, "test_shot": 1})
+        return load_member({"method": "simpleshot", "checkpoint": str(copy), **spec}, 1, config)[0]
+
+    assert member(20).normalisation == "un" and member(5).normalisation == "l2n"
+    assert member(20, settings={"normalisation": "cl2n"}).normalisation == "cl2n"  # the member's settings win

@@ -9,8 +9,8 @@ ensemble chooses -- member temperatures, ``mean_prob`` weights (and so which mem
 one), the stacker -- is fitted on validation episodes of the validation characters (seed 1); the ensembles are then
 scored once on the 1000 fixed test episodes of every other Omniglot table (test seed 0, 15 queries per class).
 
-CUB-50 zero-shot (attributes): the zero-shot learners with the hyper-parameters chosen on validation classes in
-``paper_results/zsl_cub50.json``; the ensemble fits its combiner on seen classes held out as pseudo-unseen
+CUB-50 zero-shot (attributes): every zero-shot learner of ``paper_results/zsl_cub50.json``, on the features that
+table chose on validation classes (its ``chosen_features``) with the hyper-parameters it chose on them; the ensemble fits its combiner on seen classes held out as pseudo-unseen
 (``fewzero.ensemble.ZeroShotEnsemble``), never on test items or unseen classes. Every reported number comes from
 the shared evaluators (``fewzero.evaluate.evaluate``, ``fewzero.evaluate_zsl.evaluate_zero_shot``).
 """
@@ -33,7 +33,7 @@ OMNIGLOT_MEMBERS = ("protonet", "matching", "relation", "simpleshot", "logreg", 
 TRANSFER_SOURCE = "paper_results/omniglot_transfer.json"  # simpleshot / logreg settings chosen on validation
 ANIL_TEST_INNER_LR = 0.05  # paper_results/omniglot_maml.md: chosen on 200 validation episodes
 MAX_SECONDS_PER_EPISODE = 1.0  # a member slower than this (measured on validation episodes) is left out
-ZSL_MEMBERS = ("dap", "eszsl", "ale", "devise", "sje", "sae", "cvae", "fclswgan")
+ZSL_MEMBERS = ("dap", "eszsl", "ale", "devise", "sje", "sae", "cvae", "fclswgan", "tfvaegan", "gcnzsl")
 TARGETS = {"omniglot": 0.5, "cub50": 2.0}
 
 
@@ -124,7 +124,28 @@ def run_omniglot(args, cache: Cache) -> dict:
     return results
 
 
-def run_cub50(args, cache: Cache) -> dict:
+def earlier_cub_runs(previous: dict, features: dict, names: list[str]) -> list[dict]:
+    """The superseded CUB-50 ensembles, oldest first, for the record: those ``previous`` (the last report's
+    ``cub50`` part, with its ``run``) keeps, plus itself when it had other features or members than this run."""
+    earlier = list(previous.get("earlier", []))
+    if "first_run" in previous:  # v1: one held-out split, stacking with C = 1 (same features and members as v2)
+        from ensembles_table import FIRST_CUB_RUN
+
+        earlier.append({"what": FIRST_CUB_RUN, **previous["first_run"]})
+    own = previous.get("features", {"heads": "classes", "weighting": "fixed"})
+    if (own["heads"], own["weighting"]) != (features["heads"], features["weighting"]) or list(
+            previous["params"]) != names:
+        singles = previous["singles"]
+        best = max(singles, key=lambda n: singles[n]["t1"])
+        earlier.append({"what": f"features {own['heads']} ({own['weighting']} weights), members "
+                                f"{', '.join(previous['params'])}", "run": previous.get("run", {}),
+                        "best_single": {"name": best, "t1": singles[best]["t1"]},
+                        **{c: {k: previous[c][k] for k in ("t1", "u", "s", "h", "calibrated_h")}
+                           for c in ("mean_prob", "stacking")}})
+    return earlier
+
+
+def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
     import copy
 
     from fewzero.ensemble import ZeroShotEnsemble
@@ -132,11 +153,14 @@ def run_cub50(args, cache: Cache) -> dict:
     from fewzero.registry import ZERO_SHOT
     from fewzero.zsl.loaders import load_zero_shot
 
-    chosen = json.loads((ROOT / "paper_results/zsl_cub50.json").read_text())["results"]["attributes"]
+    table = json.loads((ROOT / "paper_results/zsl_cub50.json").read_text())
+    chosen, features = table["results"]["attributes"], table["chosen_features"]
     params = {m: chosen[m]["params"] for m in ZSL_MEMBERS if m in chosen}
     names = [m for m in ZSL_MEMBERS if m in params]
     options = {"image_size": 32, "epochs": 1} if args.quick else {}
-    data = load_zero_shot("cub50", semantics="attributes", progress=not args.quiet, **options)
+    # the features the members' hyper-parameters were chosen on
+    data = load_zero_shot("cub50", semantics="attributes", progress=not args.quiet, heads=features["heads"],
+                          weighting=features["weighting"], **options)
 
     def build(name):
         parameters = ZERO_SHOT.parameters(name)
@@ -146,17 +170,13 @@ def run_cub50(args, cache: Cache) -> dict:
     def summary(report) -> dict:
         return {k: getattr(report, k) for k in ("t1", "u", "s", "h", "calibrated_u", "calibrated_s", "calibrated_h",
                                                  "gamma", "ausuc", "seconds", "members", "disagreement")}
-    tag = "quick" if args.quick else "full"
+    tag = ("quick" if args.quick else "full") + f"/{features['heads']}|{features['weighting']}"
     singles = {n: cache.get_or_run(f"cub50/{tag}/single/{n}", lambda n=n: summary(
         evaluate_zero_shot(build(n), data, seed=0))) for n in names}
-    results = {"params": params, "singles": singles, "data": {k: v for k, v in data.info.items()
-                                                               if isinstance(v, (str, int, float, bool))}}
-    # v1 (first run): one held-out split, stacking with C = 1; v2: three held-out splits, C by cross-validation
-    first = {c: cache.values[f"cub50/{tag}/{c}/{'_'.join(names)}"] for c in ("mean_prob", "stacking")
-             if f"cub50/{tag}/{c}/{'_'.join(names)}" in cache.values}
-    if first:
-        results["first_run"] = {c: {k: v[k] for k in ("t1", "u", "s", "h", "calibrated_h", "combiner")}
-                                for c, v in first.items()}
+    results = {"params": params, "singles": singles, "features": features,
+               "data": {k: v for k, v in data.info.items() if isinstance(v, (str, int, float, bool))}}
+    if previous is not None:
+        results["earlier"] = earlier_cub_runs(previous, features, names)
     for combine in ("mean_prob", "stacking"):
         def run(combine=combine):
             learner = ZeroShotEnsemble([build(n) for n in names], names=names, combine=combine, seed=0, splits=3)
@@ -169,6 +189,16 @@ def run_cub50(args, cache: Cache) -> dict:
                     "coef": fitted.coef_.tolist() if combine == "stacking" else None}
         results[combine] = cache.get_or_run(f"cub50/{tag}/{combine}-v2/{'_'.join(names)}", run)
     return results
+
+
+def last_run_of(meta: dict, part: str) -> dict:
+    """(command, commit, date) of the recorded run that last wrote ``part`` (``meta``: a report's provenance)."""
+    from ensembles_table import parts_of
+
+    for run in [meta, *reversed(meta.get("previous_runs", []))]:
+        if part in parts_of(run):
+            return {k: run.get(k) for k in ("command", "commit", "date")}
+    return {}
 
 
 def main() -> None:
@@ -194,7 +224,13 @@ def main() -> None:
     if args.part in ("omniglot", "both"):
         results["omniglot"] = run_omniglot(args, cache)
     if args.part in ("cub50", "both"):
-        results["cub50"] = run_cub50(args, cache)
+        stored = args.out / "ensembles.json"
+        before = json.loads(stored.read_text()) if stored.is_file() and not args.quick else None
+        previous = before["results"].get("cub50") if before else None
+        if previous is not None and "run" not in previous:
+            previous["run"] = last_run_of(before["provenance"], "cub50")
+        results["cub50"] = run_cub50(args, cache, previous)
+        results["cub50"]["run"] = {k: started[k] for k in ("command", "commit", "date")}
     write_table(args.out, results, {**started, "finished": provenance()["date"], "note": args.note,
                                     "quick": args.quick, "targets": TARGETS,
                                     "max_seconds_per_episode": MAX_SECONDS_PER_EPISODE})

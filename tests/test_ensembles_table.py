@@ -37,3 +37,29 @@ def test_the_runs_behind_a_table_are_the_last_of_each_part():
     assert [r["n"] for r in table.runs_behind(runs, ["omniglot"])] == [4]
     assert [r["n"] for r in table.runs_behind(runs[:3], ["omniglot"])] == [2]  # run 2 wrote the CUB-50 part last
     assert table.runs_behind(runs, ["omniglot", "cub50"]) == []
+
+
+def test_a_cub_run_on_other_features_or_members_keeps_the_superseded_ones_for_the_record():
+    ensembles = load_script("ensembles")
+    table = load_script("ensembles_table")
+    stored = json.loads((BENCHMARKS.parent / "paper_results" / "ensembles.json").read_text())["results"]["cub50"]
+    ce = {k: v for k, v in stored.items() if k not in ("features", "earlier")}  # a run before features were recorded
+    ce["run"] = {"command": "python benchmarks/ensembles.py --part cub50", "commit": "a", "date": "d"}
+    chosen = {"heads": "classes+attributes", "weighting": "fixed", "why": "validation"}
+    earlier = ensembles.earlier_cub_runs({**ce, "first_run": {c: {"t1": 1.0, "h": 2.0, "calibrated_h": 3.0}
+                                                              for c in ("mean_prob", "stacking")}},
+                                         chosen, list(ce["params"]) + ["gcnzsl"])
+    assert [e["what"].split(":")[0] for e in earlier] == ["first run", f"features classes (fixed weights), members "
+                                                                       f"{', '.join(ce['params'])}"]
+    best = max(ce["singles"], key=lambda n: ce["singles"][n]["t1"])
+    assert earlier[1]["best_single"] == {"name": best, "t1": ce["singles"][best]["t1"]}
+    assert earlier[1]["mean_prob"]["t1"] == ce["mean_prob"]["t1"] and earlier[1]["run"]["commit"] == "a"
+    same = {**{k: v for k, v in ce.items() if k != "first_run"}, "features": chosen, "earlier": earlier}
+    assert ensembles.earlier_cub_runs(same, chosen, list(ce["params"])) == earlier  # a rerun of the same ensemble
+    text = "\n".join(table._cub({**same, "features": chosen}))
+    assert "Features: the CUB-50 backbone with the classes+attributes heads" in text
+    assert f"members {', '.join(ce['params'])} (`python benchmarks/ensembles.py --part cub50` at a, d). Test: " \
+           f"mean_prob T1 {ce['mean_prob']['t1']:.1f}" in text and text.count("\n- first run: ") == 1
+    assert ensembles.last_run_of({"command": "e --part omniglot", "previous_runs": [
+        {"command": "e --part cub50", "commit": "x", "date": "d1"}, {"command": "e", "commit": "y", "date": "d2"}]},
+        "cub50") == {"command": "e", "commit": "y", "date": "d2"}

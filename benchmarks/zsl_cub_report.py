@@ -143,6 +143,25 @@ def graph_section(out: dict) -> list[str]:
     return lines + [""]
 
 
+def command_line(out: dict) -> list[str]:
+    """How to score a cell of the tables with ``fewzero eval`` (same features, hyper-parameters and seed)."""
+    f = out["features"]
+    kind, results = next(iter(out["results"].items()))
+    name = max(results, key=lambda n: results[n]["t1"])
+    import inspect
+
+    from fewzero.zsl.loaders import load_cub50
+
+    defaults = {k: v.default for k, v in inspect.signature(load_cub50).parameters.items()}
+    changed = {k: v for k, v in out["config"].items() if k in defaults and v != defaults[k]}  # e.g. a quick run's
+    sets = [f"data.heads={f.get('heads', 'classes')}", f"data.weighting={f.get('weighting', 'fixed')}",
+            *(f"data.{k}={v}" for k, v in changed.items()), *(f"{k}={v}" for k, v in results[name]["params"].items())]
+    return [f"A cell from the command line, e.g. {name} with {kind} semantics (T1 {fmt(results[name]['t1'])}): "
+            f"`fewzero eval --method {name} --dataset cub50 --semantics {kind} "
+            + " ".join(f"--set {s}" for s in sets) + "`. Without `--set data.heads=...` the command trains and uses "
+            "the default features (cross-entropy only).", ""]
+
+
 def render(out: dict) -> str:
     d, f, prov, c = out["dataset"], out["features"], out["provenance"], out["config"]
     lines = ["# Zero-shot learning on CUB-50 (classes 001-050 of CUB-200-2011, proposed split)", "",
@@ -175,7 +194,7 @@ def render(out: dict) -> str:
               f"{f['batch_size']}, SGD one-cycle lr {f['lr']}: {f['train_seconds']:.0f} s training + "
               f"{f['embed_seconds']:.0f} s embedding on {f['threads']} threads; {f['feature_dim']}-d features"
               + (f" (last-epoch training accuracy {accuracy:.1f} %)." if accuracy is not None else "."), "",
-              "## Tuning", "",
+              *command_line(out), "## Tuning", "",
               ("Hyper-parameters: the best validation T1 over a small grid (benchmarks/zsl_common.py GRIDS), fitted "
                f"on the seen classes minus the {len(d['val_classes'])} validation classes (learners without a grid "
                "keep their defaults)" if c["tune"] else "Hyper-parameters: defaults") +

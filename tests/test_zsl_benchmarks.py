@@ -80,6 +80,15 @@ def test_cub50_benchmark_writes_ablation_proposed_split_headline_seeds_and_rando
     for part in ("different protocol", "| eszsl |", "## Provenance", "## Which feature heads", "random 40/10",
                  "## Headline rows over 2 seeds"):
         assert part in table
+    # the table's command line scores its cell again, on the features the run cached
+    command = re.search(r"A cell from the command line, e.g. (\w+) .*?: `fewzero (eval [^`]*)`", table)
+    from fewzero.cli import main as fewzero_main
+
+    records = tmp_path / "cell.json"
+    assert fewzero_main([*command.group(2).split(), "--data-root", str(data_root), "--records", str(records),
+                         "--quiet"]) == 0
+    cell = report["results"]["attributes"][command.group(1)]
+    assert json.loads(records.read_text())["t1"] == pytest.approx(cell["t1"], abs=1e-9)
     # a second run takes every result from the cache: nothing is trained or evaluated again
     script.run_learners = lambda *a, **k: pytest.fail("a cached result was computed again")
     script.main(argv)

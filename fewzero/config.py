@@ -25,8 +25,9 @@ __all__ = ["CONFIG_DIR", "FIELDS", "NESTED", "ConfigLoader", "RunConfig", "check
            "default_config_path", "load_config", "parse_override", "read_yaml", "validate", "ZERO_SHOT_CONFIG_KEYS"]
 
 CONFIG_DIR = config_dir()
-# the keys of a zero-shot config (fewzero tune's best.yaml, an ensemble of zero-shot members)
-ZERO_SHOT_CONFIG_KEYS = ("method", "dataset", "semantics", "seed", "learner")
+# the keys of a zero-shot config (fewzero tune's best.yaml, an ensemble of zero-shot members); ``data`` holds options
+# of the dataset's loader (e.g. ``heads`` of the CUB-50 feature backbone)
+ZERO_SHOT_CONFIG_KEYS = ("method", "dataset", "semantics", "seed", "learner", "data")
 
 
 @dataclass

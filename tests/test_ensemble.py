@@ -298,3 +298,29 @@ def test_list_shows_the_ensemble_and_its_configs(capfd):
     few_shot = next(line for line in out.splitlines() if line.startswith("few-shot methods:"))
     assert "ensemble" in few_shot
     assert "ensemble_omniglot_20way" in out and "ensemble_cub50" in out
+
+
+def test_a_zero_shot_config_hands_its_data_options_to_the_dataset_loader(capfd, tmp_path, monkeypatch):
+    """``data:`` of a zero-shot config (a single learner's or an ensemble's) reaches the loader; ``--set data.x``
+    wins over it; a ``data`` that is not a mapping is one clear error."""
+    import fewzero.cli.zero_shot as zero_shot
+
+    seen = []
+
+    def load(*args, **options):
+        seen.append(options)
+        return linear_problem(seed=4)
+    monkeypatch.setattr(zero_shot, "load_data", load)
+    single, ensemble = tmp_path / "single.yaml", tmp_path / "ensemble.yaml"
+    single.write_text(yaml.safe_dump({"method": "eszsl", "dataset": "cub50", "data": {"heads": "classes+attributes",
+                                                                                      "epochs": 3}}))
+    ensemble.write_text(yaml.safe_dump({"method": "ensemble", "dataset": "cub50", "data": {"heads": "classes"},
+                                        "learner": {"members": [{"method": "eszsl"}, {"method": "sae"}]}}))
+    assert main(["eval", "--method", "eszsl", "--config", str(single), "--set", "data.epochs=5", "--quiet"]) == 0
+    assert main(["eval", "--method", "ensemble", "--config", str(ensemble), "--quiet"]) == 0
+    assert seen == [{"heads": "classes+attributes", "epochs": 5}, {"heads": "classes"}]
+    capfd.readouterr()
+    for path, method in ((single, "eszsl"), (ensemble, "ensemble")):
+        values = yaml.safe_load(path.read_text())
+        path.write_text(yaml.safe_dump({**values, "data": "classes"}))
+        fails(capfd, tmp_path, ["eval", "--method", method, "--config", path, "--quiet"], "data must be a mapping")

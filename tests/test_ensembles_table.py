@@ -63,3 +63,19 @@ def test_a_cub_run_on_other_features_or_members_keeps_the_superseded_ones_for_th
     assert ensembles.last_run_of({"command": "e --part omniglot", "previous_runs": [
         {"command": "e --part cub50", "commit": "x", "date": "d1"}, {"command": "e", "commit": "y", "date": "d2"}]},
         "cub50") == {"command": "e", "commit": "y", "date": "d2"}
+
+
+def test_the_cub50_ensemble_config_is_the_benchmarks_ensemble():
+    """configs/ensemble_cub50.yaml lists the benchmark's members with the hyper-parameters and features zsl_cub50
+    chose on validation classes, so the command gives what paper_results/ensembles.md reports."""
+    import yaml
+
+    ensembles = load_script("ensembles")
+    root = BENCHMARKS.parent
+    config = yaml.safe_load((root / "configs" / "ensemble_cub50.yaml").read_text())
+    table = json.loads((root / "paper_results" / "zsl_cub50.json").read_text())
+    chosen = table["results"]["attributes"]
+    assert [m["method"] for m in config["learner"]["members"]] == [m for m in ensembles.ZSL_MEMBERS if m in chosen]
+    assert {m["method"]: m.get("params", {}) for m in config["learner"]["members"]} == {
+        m: chosen[m]["params"] for m in ensembles.ZSL_MEMBERS if m in chosen}
+    assert config["data"] == {k: table["chosen_features"][k] for k in ("heads", "weighting")}

@@ -60,7 +60,7 @@ def _eval_few_shot(args: argparse.Namespace) -> None:
 
 
 def _eval_zero_shot(args: argparse.Namespace, values: dict) -> None:
-    from fewzero.cli.zero_shot import load_data, print_report, run_settings
+    from fewzero.cli.zero_shot import data_options, load_data, print_report, run_settings
     from fewzero.ensemble_setup import zero_shot_ensemble
     from fewzero.evaluate_zsl import evaluate_zero_shot
 
@@ -68,7 +68,8 @@ def _eval_zero_shot(args: argparse.Namespace, values: dict) -> None:
         raise FewzeroError("--set does not apply to a zero-shot ensemble: edit its config file")
     dataset, semantics, seed, curve = run_settings(args, values)
     ensemble = zero_shot_ensemble(values, f" in {args.config}", seed=seed, progress=not args.quiet)
-    data = load_data(dataset, semantics, args.data_root, not args.quiet)
+    data = load_data(dataset, semantics, args.data_root, not args.quiet,
+                     **data_options(values, f"config file {args.config}"))
     report = evaluate_zero_shot(ensemble, data, seed=seed, curve_path=curve)
     report.info.update(method="ensemble", dataset=dataset, semantics_kind=semantics, seed=seed,
                        combiner=ensemble.describe())

@@ -82,7 +82,15 @@ def read_config(path: str, method: str) -> dict:
     learner = values.get("learner") or {}
     if not isinstance(learner, dict):
         raise FewzeroError(f"config file {path}: learner must be a mapping of {method}'s settings")
-    return {**values, "learner": learner}
+    return {**values, "learner": learner, "data": data_options(values, f"config file {path}")}
+
+
+def data_options(values: dict, where: str) -> dict:
+    """The dataset loader's options under a zero-shot config's ``data:`` (e.g. ``{heads: classes+attributes}``)."""
+    data = values.get("data") or {}
+    if not isinstance(data, dict):
+        raise FewzeroError(f"{where}: data must be a mapping of the dataset's options (e.g. heads: classes)")
+    return data
 
 
 def run_settings(args: argparse.Namespace, config: dict) -> tuple[str, str, int, str | None]:
@@ -96,14 +104,14 @@ def run_settings(args: argparse.Namespace, config: dict) -> tuple[str, str, int,
 
 def eval_from_args(args: argparse.Namespace) -> ZeroShotReport:
     """``fewzero eval`` for a zero-shot method: ``--config`` (e.g. ``fewzero tune``'s ``best.yaml``) gives the
-    dataset, semantics, seed and learner settings; ``--set key=value`` sets a learner option (``learner.key`` or a
-    name the learner takes) or a dataset option (``data.key`` or any other name); flags win over the config;
-    ``--records`` saves the report JSON and the seen-unseen curve PNG beside it."""
+    dataset, semantics, seed, learner settings and dataset options (``data:``); ``--set key=value`` sets a learner
+    option (``learner.key`` or a name the learner takes) or a dataset option (``data.key`` or any other name); flags
+    win over the config; ``--records`` saves the report JSON and the seen-unseen curve PNG beside it."""
     from fewzero.config import parse_override
 
     parameters = ZERO_SHOT.parameters(args.method)
     config = read_config(args.config, args.method) if getattr(args, "config", None) else {"learner": {}}
-    learner_args, data_args = dict(config["learner"]), {}
+    learner_args, data_args = dict(config["learner"]), dict(config.get("data") or {})
     for key, value in (parse_override(text) for text in args.set):
         if key.startswith("learner."):
             learner_args[key.split(".", 1)[1]] = value

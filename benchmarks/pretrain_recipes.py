@@ -26,11 +26,13 @@ from fewzero.atomic import write_text  # noqa: E402
 
 # label -> config. The first run (paper_results/pretrain_recipes.json) scored the then shipped backbone of the first
 # recipe under the label "shipped (configs/pretrain_omniglot.yaml)"; the shift recipe's config was then named
-# configs/pretrain_omniglot_shift.yaml. A rerun trains the first recipe from its config.
+# configs/pretrain_omniglot_shift.yaml (now configs/pretrain_omniglot_12ep.yaml), and the 24-epoch recipe's
+# configs/pretrain_omniglot_24ep.yaml (now the default configs/pretrain_omniglot.yaml). A rerun trains the first
+# recipe from its config.
 CANDIDATES = {
     "first recipe (configs/pretrain_omniglot_first.yaml)": "configs/pretrain_omniglot_first.yaml",
-    "shift 2 px, fp32, 12 epochs": "configs/pretrain_omniglot.yaml",
-    "shift 2 px, fp32, 24 epochs": "configs/pretrain_omniglot_24ep.yaml",
+    "shift 2 px, fp32, 12 epochs": "configs/pretrain_omniglot_12ep.yaml",
+    "shift 2 px, fp32, 24 epochs": "configs/pretrain_omniglot.yaml",
     "shift 2 px, cosine head, fp32, 12 epochs": "configs/pretrain_omniglot_cosine.yaml",
 }
 CELLS = [(5, 1, "l2n"), (5, 1, "cl2n"), (20, 1, "l2n"), (20, 1, "cl2n")]

@@ -158,8 +158,11 @@ def command_line(out: dict) -> list[str]:
             *(f"data.{k}={v}" for k, v in changed.items()), *(f"{k}={v}" for k, v in results[name]["params"].items())]
     return [f"A cell from the command line, e.g. {name} with {kind} semantics (T1 {fmt(results[name]['t1'])}): "
             f"`fewzero eval --method {name} --dataset cub50 --semantics {kind} "
-            + " ".join(f"--set {s}" for s in sets) + "`. Without `--set data.heads=...` the command trains and uses "
-            "the default features (cross-entropy only).", ""]
+            + " ".join(f"--set {s}" for s in sets) + "`. On the features this run cached the command gives the "
+            "cell's number exactly; features trained anew (on another machine or thread count) round differently, "
+            "and a learner's T1 moves by a few points with them (ensembles.md scores every learner on such a "
+            "retraining, beside these numbers). Without `--set data.heads=...` the command trains and uses the default "
+            "features (cross-entropy only).", ""]
 
 
 def render(out: dict) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from provenance import ROOT
 
 SETTING_KEYS = ["5w1s", "5w5s", "20w1s", "20w5s"]
-NAMES = {"simpleshot": "SimpleShot (CL2N nearest centroid)", "logreg": "logistic regression (L2N)",
+NAMES = {"simpleshot": "SimpleShot (nearest centroid, CL2N or L2N)", "logreg": "logistic regression (L2N)",
          "baseline": "Baseline (linear head)", "baselinepp": "Baseline++ (cosine head)",
          "finetune": "fine-tuning (frozen k, per-block lr)", "matching": "Matching Networks",
          "relation": "Relation Networks"}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import ROOT, provenance  # noqa: E402
-from result_cache import Cache  # noqa: E402
+from result_cache import Cache, weights_digest  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -48,6 +48,13 @@ def omniglot_settings() -> dict[str, dict]:
             "anil": {"test_inner_lr": ANIL_TEST_INNER_LR}}
 
 
+def members_digest(members: dict[str, tuple[str, dict]]) -> str:
+    """One short digest of the members' (weights digest, settings), by name."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(members, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def run_omniglot(args, cache: Cache) -> dict:
     import torch
 
@@ -64,6 +71,8 @@ def run_omniglot(args, cache: Cache) -> dict:
         "test_way": 20, "test_shot": 1, "test_query": 15, "test_episodes": test_episodes, "test_seed": 0,
         "val_episodes": val_episodes, "learner.members": specs})
     members = {spec["method"]: load_member(spec, i, config) for i, spec in enumerate(specs, 1)}
+    # every cached part names the members' weights and settings: a replaced packaged model is scored afresh
+    weights = members_digest({n: (weights_digest(Path(members[n][2])), settings.get(n, {})) for n in members})
     val_set = load_split(config, config.val_subset, progress=False)
     test_set = load_split(config, config.test_subset, progress=False)
 
@@ -74,12 +83,12 @@ def run_omniglot(args, cache: Cache) -> dict:
         started = time.perf_counter()
         member_logits_on_episodes(Ensemble(members=[learner]), val_set, sampler, progress=False)
         return (time.perf_counter() - started) / 3
-    seconds = {name: cache.get_or_run(f"omniglot/seconds/{name}", lambda name=name: timing(name))
+    seconds = {name: cache.get_or_run(f"omniglot/seconds/{name}/{weights}", lambda name=name: timing(name))
                for name in members}
     usable = [n for n in members if seconds[n] <= MAX_SECONDS_PER_EPISODE]
 
     # 2. member scores on the validation episodes (cached as a tensor file beside the cache)
-    val_path = cache.path.with_name(f"omniglot_val_{'_'.join(usable)}_{val_episodes}.pt")
+    val_path = cache.path.with_name(f"omniglot_val_{'_'.join(usable)}_{val_episodes}_{weights}.pt")
     if val_path.is_file():
         val = torch.load(val_path, weights_only=True)
     else:
@@ -106,7 +115,7 @@ def run_omniglot(args, cache: Cache) -> dict:
                                if Path(members[n][2]).resolve().is_relative_to(ROOT) else str(members[n][2]),
                                "settings": settings.get(n, {}), "used": n in usable} for n in members},
                "val_weights_all": weights, "kept": kept, "val_episodes": val_episodes, "test_episodes": test_episodes,
-               "val_seed": validation_seed(config), "test_seed": config.test_seed}
+               "val_seed": validation_seed(config), "test_seed": config.test_seed, "members_digest": weights}
     test_sampler = episode_sampler(test_set, config, config.test_episodes, config.test_seed)
     # v1 (first run): stacking with C = 1; v2: C chosen by cross-validation on the validation items
     first = cache.values.get(f"omniglot/stacking/{'_'.join(usable)}/{val_episodes}/{test_episodes}")
@@ -120,7 +129,8 @@ def run_omniglot(args, cache: Cache) -> dict:
                     "temperatures": learner.combiner.temperatures_.tolist(),
                     "weights": learner.combiner.weights_.tolist() if combine == "mean_prob" else None,
                     "coef": learner.combiner.coef_.tolist() if combine == "stacking" else None}
-        results[key] = cache.get_or_run(f"omniglot/{combine}/{'_'.join(names)}/{val_episodes}/{test_episodes}", run)
+        results[key] = cache.get_or_run(f"omniglot/{combine}/{'_'.join(names)}/{val_episodes}/{test_episodes}/{weights}",
+                                        run)
     return results
 
 

@@ -14,13 +14,12 @@ chosen on fixed *validation* episodes; the chosen ones are then scored once on t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 from provenance import ROOT, provenance, standing_runs
-from result_cache import Cache
+from result_cache import Cache, weights_digest
 
 sys.path.insert(0, str(ROOT))
 from fewzero.errors import FewzeroError  # noqa: E402
@@ -53,20 +52,6 @@ def build(method: str, settings: dict, checkpoints: dict[str, Path]):
     if method in TRANSFER:
         return learner_from_checkpoint(checkpoints["pretrained"], method=method, learner_settings=settings)[0]
     return learner_from_checkpoint(checkpoints[method], method=method)[0]
-
-
-def weights_digest(checkpoint: Path) -> str:
-    """A digest of a checkpoint's tensors (weights and base-class statistics), not of its file: settings stored in
-    it later (benchmarks/store_transfer_settings.py) leave the digest unchanged."""
-    from fewzero.checkpoint import load_checkpoint
-
-    payload = load_checkpoint(checkpoint)
-    digest = hashlib.sha256()
-    for part in ("model", "statistics"):
-        for name, tensor in sorted((payload.get(part) or {}).items()):
-            digest.update(f"{part}.{name}".encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def cell_key(method: str, checkpoint: Path, settings: dict, subset: str, way: int, shot: int, episodes: int) -> str:

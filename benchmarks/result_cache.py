@@ -1,6 +1,7 @@
 """Finished parts of a benchmark in a JSON file, so that a killed run continues where it stopped."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,3 +20,17 @@ class Cache:
             self.values[key] = run()
             write_json(self.path, self.values)
         return self.values[key]
+
+
+def weights_digest(checkpoint: Path) -> str:
+    """A digest of a checkpoint's tensors (weights and base-class statistics), not of its file: settings stored in
+    it later (benchmarks/store_transfer_settings.py) leave the digest unchanged."""
+    from fewzero.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(checkpoint)
+    digest = hashlib.sha256()
+    for part in ("model", "statistics"):
+        for name, tensor in sorted((payload.get(part) or {}).items()):
+            digest.update(f"{part}.{name}".encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from omniglot_transfer import run_of, weights_digest  # noqa: E402
+from omniglot_transfer import run_of  # noqa: E402
+from result_cache import weights_digest  # noqa: E402
 from package_checkpoint import packaged_size, store_main  # noqa: E402
 from provenance import ROOT  # noqa: E402
 

@@ -79,3 +79,13 @@ def test_the_cub50_ensemble_config_is_the_benchmarks_ensemble():
     assert {m["method"]: m.get("params", {}) for m in config["learner"]["members"]} == {
         m: chosen[m]["params"] for m in ensembles.ZSL_MEMBERS if m in chosen}
     assert config["data"] == {k: table["chosen_features"][k] for k in ("heads", "weighting")}
+
+
+def test_the_omniglot_parts_are_cached_under_the_members_weights_and_settings():
+    """A packaged member replaced by other weights (or given other settings) is scored afresh, not read back."""
+    ensembles = load_script("ensembles")
+    members = {"protonet": ("w1", {}), "simpleshot": ("p1", {"normalisation": "l2n"})}
+    digest = ensembles.members_digest(members)
+    assert digest == ensembles.members_digest(dict(reversed(members.items())))
+    assert digest != ensembles.members_digest({**members, "simpleshot": ("p2", {"normalisation": "l2n"})})
+    assert digest != ensembles.members_digest({**members, "simpleshot": ("p1", {"normalisation": "cl2n"})})

@@ -10,8 +10,8 @@ one), the stacker -- is fitted on validation episodes of the validation characte
 scored once on the 1000 fixed test episodes of every other Omniglot table (test seed 0, 15 queries per class).
 
 CUB-50 zero-shot (attributes): every zero-shot learner of ``paper_results/zsl_cub50.json``, on the features that
-table chose on validation classes (its ``chosen_features``) with the hyper-parameters it chose on them; the ensemble fits its combiner on seen classes held out as pseudo-unseen
-(``fewzero.ensemble.ZeroShotEnsemble``), never on test items or unseen classes. Every reported number comes from
+table chose on validation classes (its ``chosen_features``) with the hyper-parameters it chose on them; the ensemble
+fits its combiner on seen classes held out as pseudo-unseen (``fewzero.ensemble.ZeroShotEnsemble``), never on test items or unseen classes. Every reported number comes from
 the shared evaluators (``fewzero.evaluate.evaluate``, ``fewzero.evaluate_zsl.evaluate_zero_shot``).
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def run_omniglot(args, cache: Cache) -> dict:
         "val_episodes": val_episodes, "learner.members": specs})
     members = {spec["method"]: load_member(spec, i, config) for i, spec in enumerate(specs, 1)}
     # every cached part names the members' weights and settings: a replaced packaged model is scored afresh
-    weights = members_digest({n: (weights_digest(Path(members[n][2])), settings.get(n, {})) for n in members})
+    digest = members_digest({n: (weights_digest(Path(members[n][2])), settings.get(n, {})) for n in members})
     val_set = load_split(config, config.val_subset, progress=False)
     test_set = load_split(config, config.test_subset, progress=False)
 
@@ -83,12 +83,12 @@ def run_omniglot(args, cache: Cache) -> dict:
         started = time.perf_counter()
         member_logits_on_episodes(Ensemble(members=[learner]), val_set, sampler, progress=False)
         return (time.perf_counter() - started) / 3
-    seconds = {name: cache.get_or_run(f"omniglot/seconds/{name}/{weights}", lambda name=name: timing(name))
+    seconds = {name: cache.get_or_run(f"omniglot/seconds/{name}/{digest}", lambda name=name: timing(name))
                for name in members}
     usable = [n for n in members if seconds[n] <= MAX_SECONDS_PER_EPISODE]
 
     # 2. member scores on the validation episodes (cached as a tensor file beside the cache)
-    val_path = cache.path.with_name(f"omniglot_val_{'_'.join(usable)}_{val_episodes}_{weights}.pt")
+    val_path = cache.path.with_name(f"omniglot_val_{'_'.join(usable)}_{val_episodes}_{digest}.pt")
     if val_path.is_file():
         val = torch.load(val_path, weights_only=True)
     else:
@@ -115,7 +115,7 @@ def run_omniglot(args, cache: Cache) -> dict:
                                if Path(members[n][2]).resolve().is_relative_to(ROOT) else str(members[n][2]),
                                "settings": settings.get(n, {}), "used": n in usable} for n in members},
                "val_weights_all": weights, "kept": kept, "val_episodes": val_episodes, "test_episodes": test_episodes,
-               "val_seed": validation_seed(config), "test_seed": config.test_seed, "members_digest": weights}
+               "val_seed": validation_seed(config), "test_seed": config.test_seed, "members_digest": digest}
     test_sampler = episode_sampler(test_set, config, config.test_episodes, config.test_seed)
     # v1 (first run): stacking with C = 1; v2: C chosen by cross-validation on the validation items
     first = cache.values.get(f"omniglot/stacking/{'_'.join(usable)}/{val_episodes}/{test_episodes}")
@@ -129,7 +129,7 @@ def run_omniglot(args, cache: Cache) -> dict:
                     "temperatures": learner.combiner.temperatures_.tolist(),
                     "weights": learner.combiner.weights_.tolist() if combine == "mean_prob" else None,
                     "coef": learner.combiner.coef_.tolist() if combine == "stacking" else None}
-        results[key] = cache.get_or_run(f"omniglot/{combine}/{'_'.join(names)}/{val_episodes}/{test_episodes}/{weights}",
+        results[key] = cache.get_or_run(f"omniglot/{combine}/{'_'.join(names)}/{val_episodes}/{test_episodes}/{digest}",
                                         run)
     return results
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import ROOT, provenance  # noqa: E402
-from result_cache import Cache, weights_digest  # noqa: E402
+from result_cache import Cache, members_digest, weights_digest  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -46,13 +46,6 @@ def omniglot_settings() -> dict[str, dict]:
     chosen = json.loads((ROOT / TRANSFER_SOURCE).read_text())["results"]
     return {"simpleshot": chosen["simpleshot"]["20w1s"]["settings"], "logreg": chosen["logreg"]["20w1s"]["settings"],
             "anil": {"test_inner_lr": ANIL_TEST_INNER_LR}}
-
-
-def members_digest(members: dict[str, tuple[str, dict]]) -> str:
-    """One short digest of the members' (weights digest, settings), by name."""
-    import hashlib
-
-    return hashlib.sha256(json.dumps(members, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def run_omniglot(args, cache: Cache) -> dict:

@@ -22,6 +22,20 @@ def _pm(entry: dict) -> str:
     return f"{entry['accuracy']:.2f} ± {entry['ci95']:.2f}"
 
 
+def _stale(r: dict) -> list[str]:
+    """A warning when the members' checkpoints now hold other weights (or settings) than the run scored."""
+    from result_cache import members_digest, weights_digest
+
+    root = Path(__file__).resolve().parents[1]
+    paths = {n: root / m["checkpoint"] for n, m in r["members"].items()}
+    if "members_digest" in r and all(path.is_file() for path in paths.values()) and r["members_digest"] == \
+            members_digest({n: (weights_digest(paths[n]), r["members"][n]["settings"]) for n in r["members"]}):
+        return []
+    why = ("the members' checkpoints now hold other weights than this run scored" if "members_digest" in r else
+           "this run did not record its members' weights, and packaged models have been replaced since")
+    return [f"**Stale:** {why}; rerun `python benchmarks/ensembles.py --part omniglot`.", ""]
+
+
 def _omniglot(r: dict) -> list[str]:
     stacking, mean_prob = r["stacking"], r["mean_prob"]
     members = stacking["members"]
@@ -31,7 +45,8 @@ def _omniglot(r: dict) -> list[str]:
              f"{r['test_episodes']} fixed test episodes (test seed {r['test_seed']}, 15 queries per class: the episodes "
              f"of every other Omniglot table); the combiners are fitted on {r['val_episodes']} validation episodes of "
              f"the validation characters (seed {r['val_seed']}). Accuracy in % with the 95 % CI over episodes.", "",
-             "| learner | members | test accuracy | vs best member | target (+0.5) |", "| --- | --- | --- | --- | --- |"]
+             *_stale(r), "| learner | members | test accuracy | vs best member | target (+0.5) |",
+             "| --- | --- | --- | --- | --- |"]
     for label, entry in (("mean_prob", mean_prob), ("stacking", stacking)):
         gain = entry["accuracy"] - members[best]["accuracy"]
         lines.append(f"| ensemble, {label} | {', '.join(entry['names'])} | **{_pm(entry)}** | {gain:+.2f} | "

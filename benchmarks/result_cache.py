@@ -34,3 +34,8 @@ def weights_digest(checkpoint: Path) -> str:
             digest.update(f"{part}.{name}".encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def members_digest(members: dict[str, tuple[str, dict]]) -> str:
+    """One short digest of the members' (weights digest, settings), by name."""
+    return hashlib.sha256(json.dumps(members, sort_keys=True).encode()).hexdigest()[:12]

@@ -10,6 +10,7 @@ from benchmark_scripts import BENCHMARKS, load_script
 
 def test_a_run_of_one_part_keeps_the_other_part_and_only_the_runs_behind_it(tmp_path, monkeypatch):
     table = load_script("ensembles_table")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the table imports its helpers when it writes
     committed = BENCHMARKS.parent / "paper_results" / "ensembles.json"
     shutil.copyfile(committed, tmp_path / "ensembles.json")
     stored = json.loads(committed.read_text())
@@ -89,3 +90,16 @@ def test_the_omniglot_parts_are_cached_under_the_members_weights_and_settings():
     assert digest == ensembles.members_digest(dict(reversed(members.items())))
     assert digest != ensembles.members_digest({**members, "simpleshot": ("p2", {"normalisation": "l2n"})})
     assert digest != ensembles.members_digest({**members, "simpleshot": ("p1", {"normalisation": "cl2n"})})
+
+
+def test_the_omniglot_table_says_when_its_members_weights_have_changed(monkeypatch):
+    table = load_script("ensembles_table")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from result_cache import members_digest, weights_digest
+
+    members = {"protonet": {"checkpoint": "fewzero/pretrained/protonet_omniglot.pt", "settings": {}}}
+    current = members_digest({"protonet": (weights_digest(BENCHMARKS.parent / members["protonet"]
+                                                                     ["checkpoint"]), {})})
+    assert table._stale({"members": members, "members_digest": current}) == []
+    assert "other weights" in table._stale({"members": members, "members_digest": "0" * 12})[0]
+    assert "did not record" in table._stale({"members": members})[0]

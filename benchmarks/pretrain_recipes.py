@@ -72,14 +72,18 @@ def score(checkpoint: Path, way: int, shot: int, normalisation: str, val_set, ca
     return cache.get_or_run(key, run)
 
 
+def scoring_run(row: dict, report: dict) -> dict:
+    """The run that scored a row: its own record, or (rows written before rows kept one) the report's."""
+    return row.get("scored") or {**report["provenance"], "note": report.get("note", "")}
+
+
 def merged(earlier: dict | None, scored: dict[str, dict]) -> dict[str, dict]:
     """The table's rows after scoring the recipes in ``scored``: the ``earlier`` report's rows in their order (each
     with the scoring run that wrote it, ``scored``), those scored again replaced, then the new ones. A run of some
     ``--recipes`` thus adds to the table instead of replacing it."""
     if earlier is None:
         return dict(scored)
-    rows = {label: scored.get(label) or {**row, "scored": row.get("scored") or {**earlier["provenance"],
-                                                                                 "note": earlier.get("note", "")}}
+    rows = {label: scored.get(label) or {**row, "scored": scoring_run(row, earlier)}
             for label, row in earlier["recipes"].items()}
     return {**rows, **scored}
 
@@ -111,7 +115,7 @@ def render(report: dict) -> str:
     lines.append("")
     scorings: dict[str, list[str]] = {}  # one line per scoring run, naming the rows it wrote
     for label, row in report["recipes"].items():
-        p = row.get("scored") or {**report["provenance"], "note": report.get("note", "")}
+        p = scoring_run(row, report)
         line = (f"`{p['command']}` at commit {p['commit']}, {p['date']} ({p['machine']})."
                 + (f" Note: {p['note']}" if p.get("note") else ""))
         scorings.setdefault(line, []).append(label)

@@ -120,6 +120,7 @@ class Study:
         self.args, self.backbone, self.cache = args, backbone, cache
         self.table = setting_table(args.lr_decay)
         self.computed = self.reused = 0
+        self.fit_seconds = 0.0  # fitting + evaluating time of every fit, computed now or by the run that cached it
 
     def learner(self, setting: str, hp: dict, seed: int) -> Transfer:
         spec = self.table[setting]
@@ -133,7 +134,9 @@ class Study:
 
         if key.is_file():
             self.reused += 1
-            return json.loads(key.read_text()), None
+            record = json.loads(key.read_text())
+            self.fit_seconds += record["seconds"]
+            return record, None
         learner = learner_fn()
         report = evaluate(learner, *data, progress=False)
         record = {"accuracy": report.accuracy, "precision": report.precision, "recall": report.recall,
@@ -141,6 +144,7 @@ class Study:
                   "n_query": report.n_query, "n_shot": report.n_shot}
         write_json(key, record)
         self.computed += 1
+        self.fit_seconds += record["seconds"]
         return record, learner
 
     def run(self, domain: str) -> dict:
@@ -185,11 +189,12 @@ class Study:
         return out
 
 
-def run_domain(args: argparse.Namespace, domain: str) -> tuple[dict, int, int]:
-    """(the domain's results, fits computed, fits read from the cache); runs in a worker process when --jobs > 1."""
+def run_domain(args: argparse.Namespace, domain: str) -> tuple[dict, int, int, float]:
+    """(the domain's results, fits computed, fits read from the cache, seconds of all its fits); runs in a worker
+    process when --jobs > 1."""
     torch.set_num_threads(args.threads)
     study = Study(args, load_backbone(args.checkpoint), Path(args.cache_dir))
-    return study.run(domain), study.computed, study.reused
+    return study.run(domain), study.computed, study.reused, study.fit_seconds
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -220,7 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"benchmark": "transfer_digits", "config": config, "cache": args.cache_dir, "domains": domains,
               "summary": summarise(domains),
               "fits": {"computed": sum(r[1] for r in runs.values()),
-                       "read_from_cache": sum(r[2] for r in runs.values())},
+                       "read_from_cache": sum(r[2] for r in runs.values()),
+                       "fit_seconds": round(sum(r[3] for r in runs.values()), 1)},
               "seconds": round(time.perf_counter() - clock, 1),
               "provenance": {**started, "finished": provenance()["date"]}, "note": args.note}
     out = Path(args.out)

@@ -131,7 +131,10 @@ def render(report: dict) -> str:
               f"- Cost: {fits['computed']} fits computed and {fits['read_from_cache']} read back from the cache "
               f"(`{portable(report['cache'])}`) in {report['seconds'] / 60:.1f} min: {c.get('jobs', 1)} process(es), one "
               f"target domain each, {c['threads']} torch thread(s) each. Each seed-0 test number reuses the fit "
-              "chosen on validation.",
+              "chosen on validation."
+              + (f" The fits themselves took {fits['fit_seconds'] / 60:.1f} min in all, summed over processes (counting "
+                 "those an earlier run of the same configuration computed and cached)."
+                 if fits.get("fit_seconds") is not None else ""),
               f"- Budget: to keep the whole study near half an hour on 2 CPU cores, the grid is {len(c['grid']['lr'])}"
               f" learning rates x {len(c['grid']['steps'])} step counts, chosen with one labelled subset, and a step "
               f"sees at most {c['batch_size']} images (larger support sets cost per step what {c['batch_size']} "

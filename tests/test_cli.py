@@ -1,4 +1,5 @@
-"""The command line through subprocess, including every bad input of the foundation issue."""
+"""The command line through subprocess, and in-process (the same ``main``, without a second torch import per case)
+for every bad input of the foundation issue."""
 import os
 import subprocess
 import sys
@@ -6,6 +7,7 @@ import sys
 import pytest
 
 from fewzero.checkpoint import build_learner, save_checkpoint
+from fewzero.cli import main
 from fewzero.config import load_config
 
 
@@ -13,6 +15,22 @@ def run(*args, env=None, cwd=None):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "fewzero", *args], capture_output=True, text=True, env=full_env,
                           cwd=cwd, timeout=600)
+
+
+@pytest.fixture
+def run_here(capfd, monkeypatch):
+    """``run`` in this process: ``main(args)`` with ``env`` set, as a ``CompletedProcess``."""
+    def call(*args, env=None):
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        capfd.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse
+            code = exc.code
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+    return call
 
 
 def assert_user_error(result, *fragments):
@@ -89,52 +107,52 @@ def test_eval_learner_settings_apply_to_the_saved_model(data_root, tmp_path):
     (["--method", "protonet", "--config", "nowhere.yaml"], ["nowhere.yaml does not exist"]),
     (["--method", "protonet", "--batch-norm", "inductive"], ["--batch-norm applies to the MAML family"]),
 ])
-def test_bad_eval_inputs(data_root, checkpoint, args, fragments):
-    assert_user_error(run("eval", *args, "--checkpoint", str(checkpoint), "--quiet"), *fragments)
+def test_bad_eval_inputs(data_root, checkpoint, args, fragments, run_here):
+    assert_user_error(run_here("eval", *args, "--checkpoint", str(checkpoint), "--quiet"), *fragments)
 
 
-def test_bad_checkpoints(checkpoint, tmp_path):
+def test_bad_checkpoints(checkpoint, tmp_path, run_here):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(checkpoint.read_bytes()[:4000])
-    assert_user_error(run("eval", "--method", "protonet", "--checkpoint", str(truncated)), "unreadable or truncated")
-    assert_user_error(run("eval", "--method", "protonet", "--checkpoint", str(tmp_path / "none.pt")), "does not exist")
+    for path, fragment in ((truncated, "unreadable or truncated"), (tmp_path / "none.pt", "does not exist")):
+        assert_user_error(run_here("eval", "--method", "protonet", "--checkpoint", str(path)), fragment)
 
 
-def test_missing_data_root_offline(checkpoint, tmp_path):
-    result = run("eval", "--method", "protonet", "--checkpoint", str(checkpoint), "--data-root",
+def test_missing_data_root_offline(checkpoint, tmp_path, run_here):
+    result = run_here("eval", "--method", "protonet", "--checkpoint", str(checkpoint), "--data-root",
                  str(tmp_path / "empty"), env={"FEWZERO_OMNIGLOT_URL": "http://127.0.0.1:9/"})
     assert_user_error(result, "could not download", "--data-root / FEWZERO_DATA")
     assert not list(tmp_path.rglob("*.part"))
 
 
-def test_corrupt_zip(data_root, checkpoint, tmp_path):
+def test_corrupt_zip(data_root, checkpoint, tmp_path, run_here):
     folder = tmp_path / "omniglot"
     folder.mkdir()
     (folder / "images_background.zip").write_bytes((data_root / "omniglot" / "images_background.zip").read_bytes()[:9999])
     (folder / "images_evaluation.zip").write_bytes(b"not a zip")
-    result = run("eval", "--method", "protonet", "--checkpoint", str(checkpoint), "--data-root", str(tmp_path))
+    result = run_here("eval", "--method", "protonet", "--checkpoint", str(checkpoint), "--data-root", str(tmp_path))
     assert_user_error(result, "corrupt or truncated")
 
 
-def test_wrong_md5_on_download(checkpoint, tmp_path):
+def test_wrong_md5_on_download(checkpoint, tmp_path, run_here):
     from local_http import serve
 
     with serve({}, default=b"PK this is not the Omniglot archive") as url:
-        result = run("eval", "--method", "protonet", "--checkpoint", str(checkpoint), "--data-root", str(tmp_path),
+        result = run_here("eval", "--method", "protonet", "--checkpoint", str(checkpoint), "--data-root", str(tmp_path),
                      env={"FEWZERO_OMNIGLOT_URL": f"{url}/"})
     assert_user_error(result, "MD5 of", "expected 68d2efa1b9178cc56df9314c21c6e718")
     assert not [p for p in tmp_path.rglob("*") if p.is_file()], "no partial file is left behind"
 
 
-def test_train_then_resume_rules(data_root, tmp_path):
+def test_train_then_resume_rules(data_root, tmp_path, run_here):
     out = tmp_path / "run"
     args = ["train", "--method", "protonet", "--out", str(out), "--episodes", "4", "--train-way", "5", "--quiet",
             "--set", "val_every=2", "--set", "val_episodes=5"]
     result = run(*args)
     assert result.returncode == 0, result.stderr
     assert "best validation accuracy" in result.stdout and (out / "best.pt").is_file()
-    assert_user_error(run(*args), "already holds a run", "--resume")
-    assert_user_error(run("train", "--method", "protonet", "--out", str(tmp_path / "new"), "--resume"),
+    assert_user_error(run_here(*args), "already holds a run", "--resume")
+    assert_user_error(run_here("train", "--method", "protonet", "--out", str(tmp_path / "new"), "--resume"),
                       "nothing to resume")
-    assert_user_error(run("train", "--method", "protonet", "--out", str(tmp_path / "x"), "--set", "lr=-1"),
+    assert_user_error(run_here("train", "--method", "protonet", "--out", str(tmp_path / "x"), "--set", "lr=-1"),
                       "'lr'", "> 0")

@@ -116,7 +116,7 @@ def test_short_real_run_beats_chance(data_root):
     from fewzero.train import train
 
     config = load_config("maml", "omniglot", overrides={
-        "episodes": 240, "meta_batch": 2, "lr": 0.003, "train_query": 5, "val_every": 240, "val_episodes": 100,
+        "episodes": 240, "meta_batch": 2, "lr": 0.003, "train_query": 5, "val_every": 240, "val_episodes": 40,
         "max_minutes": None})
     metrics = train(config, tempfile.mkdtemp(prefix="fewzero-maml-"), data_root=str(data_root), progress=False)
     assert metrics["best_val_accuracy"] > 45.0  # 5-way: chance is 20 %

@@ -57,16 +57,22 @@ def one_error_line(rc: int, err: str) -> str:
     return err.rstrip("\n")
 
 
-def fails(capfd, tmp_path: Path, argv: list[str], *fragments: str, absent: tuple[str, ...] = ()) -> str:
-    """Run ``fewzero argv`` in-process: one error line holding every fragment and none of ``absent``; nothing new
-    (and no partial file) under ``tmp_path``; no temporary file in the cache."""
-    before = snapshot(tmp_path)
+def run_in_process(capfd, argv: list) -> tuple[int, str, str]:
+    """``fewzero argv`` in this process: (exit status, stdout, stderr)."""
     capfd.readouterr()
     try:
         rc = main([str(a) for a in argv])
     except SystemExit as exc:  # argparse
         rc = exc.code
     out, err = capfd.readouterr()
+    return rc, out, err
+
+
+def fails(capfd, tmp_path: Path, argv: list[str], *fragments: str, absent: tuple[str, ...] = ()) -> str:
+    """Run ``fewzero argv`` in-process: one error line holding every fragment and none of ``absent``; nothing new
+    (and no partial file) under ``tmp_path``; no temporary file in the cache."""
+    before = snapshot(tmp_path)
+    rc, out, err = run_in_process(capfd, argv)
     line = one_error_line(rc, err)
     for fragment in fragments:
         assert fragment in line, line

@@ -7,8 +7,9 @@ import sys
 import pytest
 
 from fewzero.checkpoint import build_learner, save_checkpoint
-from fewzero.cli import main
 from fewzero.config import load_config
+
+from bad_input_helpers import run_in_process
 
 
 def run(*args, env=None, cwd=None):
@@ -23,13 +24,7 @@ def run_here(capfd, monkeypatch):
     def call(*args, env=None):
         for key, value in (env or {}).items():
             monkeypatch.setenv(key, value)
-        capfd.readouterr()
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse
-            code = exc.code
-        out, err = capfd.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
+        return subprocess.CompletedProcess(args, *run_in_process(capfd, args))
     return call
 
 

@@ -9,7 +9,9 @@ The transfer learners start from the shipped pretrained Conv-4 (``fewzero/pretra
 made by ``fewzero pretrain``); Matching and Relation from their ``fewzero train`` runs (``--matching``,
 ``--relation``, default: the shipped checkpoints). For each learner and setting the hyper-parameters of its grid are
 chosen on fixed *validation* episodes; the chosen ones are then scored once on the fixed test episodes (test seed
-0, the same episodes as every other Omniglot table).
+0, the same episodes as every other Omniglot table). At 20-way 1-shot, Relation's candidates are two models: the
+5-way one and one trained on 20-way 1-shot tasks (``--relation-20way``, as Sung et al. train one model per
+setting), when that checkpoint exists.
 """
 from __future__ import annotations
 
@@ -35,6 +37,10 @@ GRIDS = {
     "baselinepp": {"lr": [0.1, 1.0], "steps": [100], "scale": [10.0]},
     "finetune": {"freeze": [2, 3], "lr": [0.01, 0.1], "steps": [30]},
 }
+# a learner's models, by the task shape each was trained on: the "model" of a grid point picks its checkpoint
+MODELS = {"relation": {"5-way 1-shot": "relation", "20-way 1-shot": "relation_20way_1shot"}}
+# grids of one (learner, way, shot) only, used when every checkpoint they name is given
+SETTING_GRIDS = {("relation", 20, 1): {"model": list(MODELS["relation"])}}
 # fine-tuning trains the network on every episode: fewer episodes (the table says how many)
 EPISODES = {"val": 100, "test": 1000}
 FINETUNE_EPISODES = {"val": 20, "test": 100}
@@ -46,17 +52,36 @@ PUBLISHED = {
 }
 
 
+def checkpoint_key(method: str, settings: dict) -> str:
+    """Which of the run's checkpoints a grid point of ``method`` scores: the pretrained backbone, the learner's
+    model, or the one its ``model`` setting names."""
+    if method in TRANSFER:
+        return "pretrained"
+    return MODELS.get(method, {}).get(settings.get("model"), method)
+
+
+def setting_grid(method: str, way: int, shot: int, checkpoints: dict[str, Path]) -> dict[str, list]:
+    """The validation grid of ``method`` at ``way``-way ``shot``-shot: its own grid for this task shape when
+    every checkpoint that grid names was given, else the learner's grid."""
+    grid = SETTING_GRIDS.get((method, way, shot))
+    if grid and all(checkpoint_key(method, {"model": m}) in checkpoints for m in grid.get("model", [])):
+        return grid
+    return GRIDS.get(method, {})
+
+
 def build(method: str, settings: dict, checkpoints: dict[str, Path]):
     from fewzero.checkpoint import learner_from_checkpoint
 
     if method in TRANSFER:
         return learner_from_checkpoint(checkpoints["pretrained"], method=method, learner_settings=settings)[0]
-    return learner_from_checkpoint(checkpoints[method], method=method)[0]
+    return learner_from_checkpoint(checkpoints[checkpoint_key(method, settings)], method=method)[0]
 
 
 def cell_key(method: str, checkpoint: Path, settings: dict, subset: str, way: int, shot: int, episodes: int) -> str:
     """The cache key of one cell: the checkpoint by its weights (not its path), so that a replaced model is
-    scored afresh and a copy of a scored one (e.g. once shipped) is not."""
+    scored afresh and a copy of a scored one (e.g. once shipped) is not; a ``model`` setting is named by those
+    weights already."""
+    settings = {k: v for k, v in settings.items() if k != "model"}
     return json.dumps([method, weights_digest(checkpoint), settings, subset, way, shot, episodes])
 
 
@@ -64,7 +89,7 @@ def score(method, settings, checkpoints, datasets, subset, way, shot, episodes, 
     from fewzero.evaluate import evaluate
     from fewzero.sampling import EpisodeSampler
 
-    key = cell_key(method, checkpoints.get(method, checkpoints["pretrained"]), settings, subset, way, shot, episodes)
+    key = cell_key(method, checkpoints[checkpoint_key(method, settings)], settings, subset, way, shot, episodes)
 
     def run():
         dataset = datasets[subset]
@@ -82,6 +107,9 @@ def main() -> None:
     parser.add_argument("--pretrained", type=Path, default=ROOT / "fewzero/pretrained/pretrain_conv4_omniglot.pt")
     parser.add_argument("--matching", type=Path, default=ROOT / "fewzero/pretrained/matching_omniglot.pt")
     parser.add_argument("--relation", type=Path, default=ROOT / "fewzero/pretrained/relation_omniglot.pt")
+    parser.add_argument("--relation-20way", type=Path,
+                        default=ROOT / "fewzero/pretrained/relation_omniglot_20way_1shot.pt",
+                        help="Relation model trained on 20-way 1-shot tasks, a candidate at 20w1s (left out if absent)")
     parser.add_argument("--methods", nargs="+", default=[*TRANSFER, *EPISODIC])
     parser.add_argument("--quick", action="store_true", help="3 episodes per cell, the first grid point only")
     parser.add_argument("--render-only", action="store_true",
@@ -104,7 +132,8 @@ def main() -> None:
 
     config = load_config(None, "omniglot", overrides={"method": "simpleshot"})
     datasets = {subset: load_split(config, subset) for subset in ("val", "test")}
-    checkpoints = {"pretrained": args.pretrained, "matching": args.matching, "relation": args.relation}
+    checkpoints = {"pretrained": args.pretrained, "matching": args.matching, "relation": args.relation,
+                   **({"relation_20way_1shot": args.relation_20way} if args.relation_20way.is_file() else {})}
     cache = Cache(args.cache)
     previous_path = args.out / "omniglot_transfer.json"
     previous = json.loads(previous_path.read_text()) if previous_path.is_file() and not args.quick else {}
@@ -119,7 +148,8 @@ def main() -> None:
         budget = FINETUNE_EPISODES if method == "finetune" else EPISODES
         if args.quick:
             budget = {"val": 3, "test": 3}
-        grid = {key: values[:1] if args.quick else values for key, values in GRIDS.get(method, {}).items()}
+        grid = {key: values[:1] if args.quick else values
+                for key, values in setting_grid(method, way, shot, checkpoints).items()}
         val = []  # (settings, validation result) of each grid point, chosen by fewzero.tune's grid search
 
         def objective(settings: dict) -> float:
@@ -147,9 +177,9 @@ def main() -> None:
 RUN_KEYS = ("command", "commit", "date", "machine", "load_average", "weights_digests")
 
 
-def checkpoint_of(method: str) -> str:
-    """Which checkpoint a learner's rows depend on: the pretrained backbone, or the learner's own model."""
-    return "pretrained" if method in TRANSFER else method
+def checkpoints_of(method: str) -> tuple[str, ...]:
+    """Which checkpoints a learner's rows depend on: the pretrained backbone, or the learner's own models."""
+    return ("pretrained",) if method in TRANSFER else tuple(MODELS.get(method, {method: method}).values())
 
 
 def merged(previous: dict, results: dict, digests: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
@@ -166,8 +196,8 @@ def merged(previous: dict, results: dict, digests: dict[str, str] | None = None)
     earlier = []
     for run, kept in standing_runs(runs, results, lambda run: run["methods"]):
         recorded = run.get("weights_digests") or {}
-        stale = [m for m in kept if digests and recorded.get(checkpoint_of(m), digests.get(checkpoint_of(m)))
-                 != digests.get(checkpoint_of(m))]
+        stale = [m for m in kept if digests and any(recorded.get(k, digests.get(k)) != digests.get(k)
+                                                    for k in checkpoints_of(m))]
         if stale:
             raise FewzeroError(f"the rows of {', '.join(stale)} were scored with other weights than the checkpoints "
                                f"now hold: add them to --methods")

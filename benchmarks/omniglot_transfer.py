@@ -69,6 +69,22 @@ def setting_grid(method: str, way: int, shot: int, checkpoints: dict[str, Path])
     return GRIDS.get(method, {})
 
 
+def training_runs(checkpoints: dict[str, Path]) -> dict[str, dict]:
+    """What the checkpoints outside the packaged models hold about their training (task shape, episodes, minutes,
+    best validation accuracy), read from each checkpoint for the table."""
+    from fewzero.checkpoint import load_checkpoint
+
+    runs = {}
+    for key, path in checkpoints.items():
+        if not Path(path).resolve().is_relative_to(ROOT / "fewzero" / "pretrained"):
+            saved = load_checkpoint(path)
+            config, metrics = saved.get("config", {}), saved.get("metrics", {})
+            runs[key] = {"method": config.get("method"), "train_way": config.get("train_way"),
+                         "train_shot": config.get("train_shot"), "episode": metrics.get("episode"),
+                         "train_seconds": metrics.get("train_seconds"), "val_accuracy": metrics.get("val_accuracy")}
+    return runs
+
+
 def build(method: str, settings: dict, checkpoints: dict[str, Path]):
     from fewzero.checkpoint import learner_from_checkpoint
 
@@ -112,6 +128,7 @@ def main() -> None:
                         help="Relation model trained on 20-way 1-shot tasks, a candidate at 20w1s (left out if absent)")
     parser.add_argument("--methods", nargs="+", default=[*TRANSFER, *EPISODIC])
     parser.add_argument("--quick", action="store_true", help="3 episodes per cell, the first grid point only")
+    parser.add_argument("--note", default=None, help="a remark recorded with the run (e.g. how a candidate was made)")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite the table from its json, with the meta-learners' rows read afresh from their "
                              "own tables (e.g. after a meta-learner was retrained); no cell is scored")
@@ -169,12 +186,12 @@ def main() -> None:
     write_table(args.out, results, {"grids": GRIDS, "episodes": EPISODES, "finetune_episodes": FINETUNE_EPISODES,
                                     "checkpoints": {k: str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve()
                                                     .is_relative_to(ROOT) else str(v) for k, v in checkpoints.items()},
-                                    "weights_digests": digests,
-                                    "published": PUBLISHED, "quick": args.quick, **provenance(),
+                                    "weights_digests": digests, "training_runs": training_runs(checkpoints),
+                                    "published": PUBLISHED, "quick": args.quick, "note": args.note, **provenance(),
                                     "methods": list(args.methods), "earlier_runs": earlier})
 
 
-RUN_KEYS = ("command", "commit", "date", "machine", "load_average", "weights_digests")
+RUN_KEYS = ("command", "commit", "date", "machine", "load_average", "weights_digests", "note")
 
 
 def checkpoints_of(method: str) -> tuple[str, ...]:

@@ -81,7 +81,29 @@ def _earlier_runs(info: dict) -> list[str]:
     return [f"- learners of this run: {', '.join(info['methods'])}; the other rows come from earlier runs:",
             *(f"  - {', '.join(run['methods'])}: `{run.get('command', '?')}` at commit {run.get('commit', '?')}, "
               f"{run.get('date', '?')} ({run.get('machine', '?')}, load {run.get('load_average', '?')})"
-              for run in info["earlier_runs"])]
+              + (f"; note: {run['note']}" if run.get("note") else "") for run in info["earlier_runs"])]
+
+
+def _training(run: dict | None) -> str:
+    """What a checkpoint outside the packaged models says about its training, or nothing."""
+    if not run:
+        return ""
+    return (f" ({run['method']} trained on {run['train_way']}-way {run['train_shot']}-shot tasks; best validation "
+            f"{run['val_accuracy']:.2f} at episode {run['episode']}, {run['train_seconds'] / 60:.1f} min of training)")
+
+
+def model_candidates(results: dict) -> list[str]:
+    """One line per cell whose validation grid chose between models: each model's validation accuracy."""
+    lines = []
+    for method, by_setting in results.items():
+        for key in SETTING_KEYS:
+            tried = [v for v in by_setting.get(key, {}).get("validation", []) if "model" in v["settings"]]
+            if len(tried) > 1:
+                chosen = by_setting[key]["settings"].get("model")
+                lines.append(f"- {method} {key}: " + ", ".join(
+                    f"the {v['settings']['model']} model {v['accuracy']:.2f}"
+                    + (" (chosen)" if v["settings"]["model"] == chosen else "") for v in tried))
+    return lines
 
 
 def write_table(out: Path, results: dict, info: dict) -> None:
@@ -115,12 +137,16 @@ def write_table(out: Path, results: dict, info: dict) -> None:
                 val = by_setting[key]["val_accuracy"]
                 lines.append(f"| {method} | {key} | {_settings(by_setting[key]['settings'])} | "
                              f"{'–' if val is None else f'{val:.2f}'} |")
+    candidates = model_candidates(results)
     lines += ["", "Grids: " + "; ".join(f"{m}: {g}" for m, g in info["grids"].items()), "",
-              "## Models", "", *(f"- {k}: `{v}`" for k, v in info["checkpoints"].items()),
+              *(["Models chosen on validation (a grid of one learner and setting, used when every model it names "
+                 "is given):", "", *candidates, ""] if candidates else []),
+              "## Models", "", *(f"- {k}: `{v}`" + _training(info.get("training_runs", {}).get(k))
+                                 for k, v in info["checkpoints"].items()),
               "- sources of the published numbers: " + "; ".join(p["source"] for p in published.values()), "",
               "## Provenance", "", f"- command: `{info['command']}`", f"- commit: {info['commit']}",
               f"- date: {info['date']}", f"- machine: {info['machine']} (load {info['load_average']})",
-              *_earlier_runs(info), ""]
+              *([f"- note: {info['note']}"] if info.get("note") else []), *_earlier_runs(info), ""]
     if info.get("quick"):
         lines.insert(1, "\n**Quick smoke run (3 episodes per cell): not a result.**\n")
     out.mkdir(parents=True, exist_ok=True)

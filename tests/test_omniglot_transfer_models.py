@@ -57,3 +57,24 @@ def test_relation_rows_are_stale_when_either_of_its_models_changed():
     rows, earlier = transfer.merged(older, {"simpleshot": {}}, {"pretrained": "p", "relation": "r",
                                                                  "relation_20way_1shot": "t2"})
     assert earlier[0]["methods"] == ["relation"] and "relation" in rows
+
+
+def test_the_table_lists_each_models_validation_score_and_how_an_unpackaged_model_was_trained(tmp_path):
+    table = load_script("omniglot_transfer_table")
+    _training, model_candidates = table._training, table.model_candidates
+    results = {"relation": {"20w1s": {"settings": {"model": "5-way 1-shot"}, "validation": [
+        {"settings": {"model": "5-way 1-shot"}, "accuracy": 95.64}, {"settings": {"model": "20-way 1-shot"},
+                                                                    "accuracy": 94.28}]}},
+               "logreg": {"5w1s": {"settings": {"C": 10.0}, "validation": [{"settings": {"C": 1.0}, "accuracy": 1.0},
+                                                                           {"settings": {"C": 10.0}, "accuracy": 2.0}]}}}
+    assert model_candidates(results) == [
+        "- relation 20w1s: the 5-way 1-shot model 95.64 (chosen), the 20-way 1-shot model 94.28"]
+    run = tmp_path / "best.pt"
+    save_checkpoint(run, {"model": {"w": torch.ones(1)}, "config": {"method": "relation", "train_way": 20,
+                                                                    "train_shot": 1},
+                          "metrics": {"val_accuracy": 94.28, "episode": 3000, "train_seconds": 1125.0}})
+    runs = transfer.training_runs({"relation_20way_1shot": run,
+                                   "relation": transfer.ROOT / "fewzero/pretrained/relation_omniglot.pt"})
+    assert list(runs) == ["relation_20way_1shot"]  # packaged models have their own .md
+    assert _training(runs["relation_20way_1shot"]) == (
+        " (relation trained on 20-way 1-shot tasks; best validation 94.28 at episode 3000, 18.8 min of training)")

@@ -195,8 +195,16 @@ RUN_KEYS = ("command", "commit", "date", "machine", "load_average", "weights_dig
 
 
 def checkpoints_of(method: str) -> tuple[str, ...]:
-    """Which checkpoints a learner's rows depend on: the pretrained backbone, or the learner's own models."""
+    """Which checkpoints a learner's rows may depend on: the pretrained backbone, or the learner's own models."""
     return ("pretrained",) if method in TRANSFER else tuple(MODELS.get(method, {method: method}).values())
+
+
+def dependencies(method: str, row: dict, given: set[str]) -> set[str]:
+    """The checkpoints ``method``'s ``row`` ({setting: cell}) depends on: those its cells chose, and the rivals
+    that validation compared them with where this run was ``given`` them too (a rival left out of a later run does
+    not unsettle the choice it lost)."""
+    chosen = {checkpoint_key(method, cell.get("settings", {})) for cell in row.values()}
+    return (chosen or set(checkpoints_of(method))) | (set(checkpoints_of(method)) & given)
 
 
 def merged(previous: dict, results: dict, digests: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
@@ -214,7 +222,7 @@ def merged(previous: dict, results: dict, digests: dict[str, str] | None = None)
     for run, kept in standing_runs(runs, results, lambda run: run["methods"]):
         recorded = run.get("weights_digests") or {}
         stale = [m for m in kept if digests and any(recorded.get(k, digests.get(k)) != digests.get(k)
-                                                    for k in checkpoints_of(m))]
+                                                    for k in dependencies(m, rows.get(m, {}), set(digests)))]
         if stale:
             raise FewzeroError(f"the rows of {', '.join(stale)} were scored with other weights than the checkpoints "
                                f"now hold: add them to --methods")

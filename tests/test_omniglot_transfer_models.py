@@ -57,6 +57,16 @@ def test_relation_rows_are_stale_when_either_of_its_models_changed():
     rows, earlier = transfer.merged(older, {"simpleshot": {}}, {"pretrained": "p", "relation": "r",
                                                                  "relation_20way_1shot": "t2"})
     assert earlier[0]["methods"] == ["relation"] and "relation" in rows
+    # a later run not given the rival that lost keeps the rows; one not given the model a cell chose cannot
+    chose = {"20w1s": {"settings": {"model": "20-way 1-shot"}}, "5w1s": {"settings": {}}}
+    lost = {"20w1s": {"settings": {"model": "5-way 1-shot"}}, "5w1s": {"settings": {}}}
+    for row, kept in ((lost, True), (chose, False)):
+        table = {**previous, "results": {"simpleshot": {}, "relation": row}}
+        if kept:
+            transfer.merged(table, {"simpleshot": {}}, {"pretrained": "p", "relation": "r"})
+        else:
+            with pytest.raises(FewzeroError, match="rows of relation"):
+                transfer.merged(table, {"simpleshot": {}}, {"pretrained": "p", "relation": "r"})
 
 
 def test_the_table_lists_each_models_validation_score_and_how_an_unpackaged_model_was_trained(tmp_path):

@@ -123,9 +123,9 @@ def main() -> None:
     parser.add_argument("--pretrained", type=Path, default=ROOT / "fewzero/pretrained/pretrain_conv4_omniglot.pt")
     parser.add_argument("--matching", type=Path, default=ROOT / "fewzero/pretrained/matching_omniglot.pt")
     parser.add_argument("--relation", type=Path, default=ROOT / "fewzero/pretrained/relation_omniglot.pt")
-    parser.add_argument("--relation-20way", type=Path,
-                        default=ROOT / "fewzero/pretrained/relation_omniglot_20way_1shot.pt",
-                        help="Relation model trained on 20-way 1-shot tasks, a candidate at 20w1s (left out if absent)")
+    parser.add_argument("--relation-20way", type=Path, default=None,
+                        help="Relation model trained on 20-way 1-shot tasks, a candidate at 20w1s (default: the "
+                             "shipped relation_omniglot_20way_1shot.pt if there is one, else no such candidate)")
     parser.add_argument("--methods", nargs="+", default=[*TRANSFER, *EPISODIC])
     parser.add_argument("--quick", action="store_true", help="3 episodes per cell, the first grid point only")
     parser.add_argument("--note", default=None, help="a remark recorded with the run (e.g. how a candidate was made)")
@@ -133,6 +133,11 @@ def main() -> None:
                         help="rewrite the table from its json, with the meta-learners' rows read afresh from their "
                              "own tables (e.g. after a meta-learner was retrained); no cell is scored")
     args = parser.parse_args()
+    shipped_20way = ROOT / "fewzero/pretrained/relation_omniglot_20way_1shot.pt"
+    if args.relation_20way is not None and not args.relation_20way.is_file():
+        sys.exit(f"omniglot_transfer.py: --relation-20way {args.relation_20way} does not exist: pass the best.pt of a "
+                 f"fewzero train run of configs/relation_omniglot_20way.yaml, or leave the flag out")
+    relation_20way = args.relation_20way or (shipped_20way if shipped_20way.is_file() else None)
     if args.render_only:
         from omniglot_transfer_table import write_table
 
@@ -150,7 +155,7 @@ def main() -> None:
     config = load_config(None, "omniglot", overrides={"method": "simpleshot"})
     datasets = {subset: load_split(config, subset) for subset in ("val", "test")}
     checkpoints = {"pretrained": args.pretrained, "matching": args.matching, "relation": args.relation,
-                   **({"relation_20way_1shot": args.relation_20way} if args.relation_20way.is_file() else {})}
+                   **({"relation_20way_1shot": relation_20way} if relation_20way else {})}
     cache = Cache(args.cache)
     previous_path = args.out / "omniglot_transfer.json"
     previous = json.loads(previous_path.read_text()) if previous_path.is_file() and not args.quick else {}

@@ -88,3 +88,13 @@ def test_the_table_lists_each_models_validation_score_and_how_an_unpackaged_mode
     assert list(runs) == ["relation_20way_1shot"]  # packaged models have their own .md
     assert _training(runs["relation_20way_1shot"]) == (
         " (relation trained on 20-way 1-shot tasks; best validation 94.28 at episode 3000, 18.8 min of training)")
+
+
+def test_a_20_way_candidate_that_is_not_there_is_an_error_before_any_work(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["omniglot_transfer.py", "--relation-20way", str(tmp_path / "none.pt"),
+                                      "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="--relation-20way .*none.pt does not exist"):
+        transfer.main()
+    assert not (tmp_path / "out").exists()

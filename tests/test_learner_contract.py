@@ -63,8 +63,7 @@ def test_same_seed_same_logits(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_label_permutation(method):
     learner, way = make_learner(method)
-    if not getattr(learner, "label_permutation_invariant", True):
-        pytest.skip(f"{method} declares label_permutation_invariant = False (its head is tied to label order)")
+    invariant = getattr(learner, "label_permutation_invariant", True)
     ep = make_episode(way)
     # float64: learners that optimise on the support set (fine-tuning, logistic regression) amplify float32
     # rounding over their steps; in float64 a relabelling gives the same numbers up to rounding (and, for
@@ -73,8 +72,14 @@ def test_label_permutation(method):
     support_x, query_x = ep.support_x.double(), ep.query_x.double()
     logits = learner.fit(support_x, ep.support_y)(query_x).detach().double()
     perm = torch.randperm(way)
+    perm = perm.roll(1) if torch.equal(perm, torch.arange(way)) else perm  # a relabelling that moves labels
     permuted = learner.fit(support_x, perm[ep.support_y])(query_x).detach().double()
-    torch.testing.assert_close(permuted[:, perm], logits, rtol=1e-6, atol=1e-3 * float(logits.abs().max()) + 1e-9)
+    tolerance = {"rtol": 1e-6, "atol": 1e-3 * float(logits.abs().max()) + 1e-9}
+    if invariant:
+        torch.testing.assert_close(permuted[:, perm], logits, **tolerance)
+    else:  # the declaration must be true: row i of its (meta-learned) head belongs to label i
+        assert not torch.allclose(permuted[:, perm], logits, **tolerance), \
+            f"{method} declares label_permutation_invariant = False, but relabelling only permuted its scores"
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from provenance import ROOT, provenance
+from result_cache import weights_digest
 
 sys.path.insert(0, str(ROOT))
 
@@ -106,6 +107,19 @@ def test_score(kind: str, name: str, params: dict, data, cache: dict, quick: boo
             sampler = episode_sampler(test, config, 20 if quick else TEST_EPISODES, config.test_seed)
             cache[key] = evaluate(learner, test, sampler, progress=False).accuracy
     return cache[key]
+
+
+def few_shot_backbones(names) -> dict[str, dict]:
+    """The checkpoint each few-shot learner of ``names`` was tuned on (a transfer learner: the shipped pretrained
+    backbone), with its weights digest: a table scored on a backbone since replaced says so."""
+    from fewzero.config import load_config
+    from fewzero.pretrained import default_checkpoint
+
+    found = {}
+    for name in names:
+        path = default_checkpoint(load_config(name, "omniglot"))
+        found[name] = {"checkpoint": str(Path(path).resolve().relative_to(ROOT)), "weights_digest": weights_digest(path)}
+    return found
 
 
 def search_comparison(kind: str, name: str, objective, data, runs: Path, seeds, cache: dict, quick: bool) -> dict:
@@ -243,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"provenance": prov, "note": args.note, "seeds": list(seeds), "learners": results, "pruning": pruning,
               "seconds": round(time.perf_counter() - started, 1),
               "trials_ran": [min(s for s, _ in SPANS), max(e for _, e in SPANS)] if SPANS else None,
+              "few_shot_backbones": few_shot_backbones([n for n, r in results.items() if r["kind"] == "few-shot"]),
               "zero_shot_data": {k: features.get(k) for k in ("backbone", "input_size", "epochs", "feature_dim",
                                                                 "train_seconds")} if features else None}
     from tuning_report import write_report

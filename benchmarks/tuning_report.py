@@ -148,7 +148,11 @@ def write_report(report: dict, out: Path, quick: bool = False) -> None:
               f"instead of running them again). Trial times are comparable only within the lockstep pruning "
               f"comparison." + (f" {report['note']}" if report.get("note") else ""),
               f"- CUB-50 features (cached, trained on seen-class training images): {report.get('zero_shot_data')}",
-              ""]
+              "- few-shot learners' checkpoints: " + ("; ".join(
+                  f"{name}: `{b['checkpoint']}` (weights digest {b['weights_digest'][:12]})"
+                  for name, b in report["few_shot_backbones"].items()) if report.get("few_shot_backbones") else
+                  "not recorded (runs before 2026-12-06 did not; their logreg studies used the backbone shipped "
+                  "then)"), ""]
     write_json(out / "tuning.json", report)
     write_text(out / "tuning.md", "\n".join(lines))
     plot(report, out / "tuning.png")

@@ -39,3 +39,10 @@ def test_the_report_states_the_targets_verdicts(tmp_path):
     assert "median: 2.50x, best 90.00 ± 1.00 vs 90.00 ± 1.00 without (equal within CI): met" in text
     assert "hyperband: 1.67x, best 86.00 ± 1.00 vs 90.00 ± 1.00 without (lower beyond CI): missed" in text
     assert (tmp_path / "tuning.png").read_bytes()[:4] == b"\x89PNG"
+    assert "few-shot learners' checkpoints: not recorded" in text
+    backbones = load_script("tuning").few_shot_backbones(["logreg"])
+    assert backbones["logreg"]["checkpoint"] == "fewzero/pretrained/pretrain_conv4_omniglot.pt"
+    report_module.write_report({**report, "few_shot_backbones": backbones}, tmp_path)
+    digest = backbones["logreg"]["weights_digest"][:12]
+    assert f"logreg: `fewzero/pretrained/pretrain_conv4_omniglot.pt` (weights digest {digest})" in (
+        tmp_path / "tuning.md").read_text()

@@ -216,7 +216,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--parts", nargs="+", default=["search", "pruning"], choices=("search", "pruning"),
                         help="which comparisons to run (finished studies are read back, not rerun)")
     parser.add_argument("--note", default="", help="conditions worth recording (e.g. other jobs on the machine)")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the md and png from --out's tuning.json")
     args = parser.parse_args(argv)
+    if args.render_only:
+        from tuning_report import write_report
+
+        report = json.loads((Path(args.out) / "tuning.json").read_text())
+        write_report(report, Path(args.out))
+        return report
     import torch
 
     from fewzero.tune import ObjectiveSpec

@@ -151,8 +151,8 @@ def write_report(report: dict, out: Path, quick: bool = False) -> None:
               "- few-shot learners' checkpoints: " + ("; ".join(
                   f"{name}: `{b['checkpoint']}` (weights digest {b['weights_digest'][:12]})"
                   for name, b in report["few_shot_backbones"].items()) if report.get("few_shot_backbones") else
-                  "not recorded (runs before 2026-12-06 did not; their logreg studies used the backbone shipped "
-                  "then)"), ""]
+                  "not recorded (older runs did not record them: their few-shot studies used the backbone shipped when "
+                  "the trials ran, see the dates above)"), ""]
     write_json(out / "tuning.json", report)
     write_text(out / "tuning.md", "\n".join(lines))
     plot(report, out / "tuning.png")

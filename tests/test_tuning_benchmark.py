@@ -46,3 +46,13 @@ def test_the_report_states_the_targets_verdicts(tmp_path):
     digest = backbones["logreg"]["weights_digest"][:12]
     assert f"logreg: `fewzero/pretrained/pretrain_conv4_omniglot.pt` (weights digest {digest})" in (
         tmp_path / "tuning.md").read_text()
+
+
+def test_the_committed_table_renders_again_from_its_json(tmp_path):
+    import shutil
+
+    tuning = load_script("tuning")
+    shutil.copyfile(tuning.ROOT / "paper_results" / "tuning.json", tmp_path / "tuning.json")
+    tuning.main(["--render-only", "--out", str(tmp_path)])
+    assert (tmp_path / "tuning.md").read_text() == (tuning.ROOT / "paper_results" / "tuning.md").read_text()
+    assert (tmp_path / "tuning.png").read_bytes()[:4] == b"\x89PNG"

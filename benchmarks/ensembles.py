@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, provenance  # noqa: E402
+from provenance import ROOT, provenance, relative  # noqa: E402
 from result_cache import Cache, members_digest, weights_digest  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
@@ -104,8 +104,7 @@ def run_omniglot(args, cache: Cache) -> dict:
     weights = dict(zip(usable, full.combiner.weights_.tolist()))
     kept = [n for n in usable if weights[n] > 0]
     results = {"members": {n: {"seconds_per_episode": seconds[n], "val_accuracy": val_accuracy.get(n),
-                               "checkpoint": str(Path(members[n][2]).resolve().relative_to(ROOT))
-                               if Path(members[n][2]).resolve().is_relative_to(ROOT) else str(members[n][2]),
+                               "checkpoint": relative(members[n][2]),
                                "settings": settings.get(n, {}), "used": n in usable} for n in members},
                "val_weights_all": weights, "kept": kept, "val_episodes": val_episodes, "test_episodes": test_episodes,
                "val_seed": validation_seed(config), "test_seed": config.test_seed, "members_digest": digest}

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from inner_lr_selection import choose_test_inner_lr
 from omniglot_memory import trace_rss
-from omniglot_settings import SETTINGS, model_for, relative
+from omniglot_settings import SETTINGS, model_for
+from provenance import relative
 
 
 def evaluate_models(method: str, checkpoints: dict[str, Path], data_root: str | None, episodes: int,

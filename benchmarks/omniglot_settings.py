@@ -79,7 +79,3 @@ def packaged_checkpoint(method: str, model: str) -> Path:
     return path
 
 
-def relative(path: Path) -> str:
-    """``path`` relative to the repository root where it lies below it, as the tables record paths."""
-    path = Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)

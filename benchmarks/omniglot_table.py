@@ -8,8 +8,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from omniglot_settings import PUBLISHED, SETTINGS, TARGET, relative
-from provenance import provenance
+from omniglot_settings import PUBLISHED, SETTINGS, TARGET
+from provenance import provenance, relative
 
 
 def recorded_training(table_path: Path, method: str, models: dict[str, str]) -> dict[str, dict]:

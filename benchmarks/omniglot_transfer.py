@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from provenance import ROOT, provenance, standing_runs
+from provenance import ROOT, provenance, relative, standing_runs
 from result_cache import Cache, weights_digest
 
 sys.path.insert(0, str(ROOT))
@@ -189,8 +189,7 @@ def main() -> None:
             "validation": [{"settings": s, "accuracy": v["accuracy"]} for s, v in val]}
     results, earlier = merged(previous, results, digests)
     write_table(args.out, results, {"grids": GRIDS, "episodes": EPISODES, "finetune_episodes": FINETUNE_EPISODES,
-                                    "checkpoints": {k: str(Path(v).resolve().relative_to(ROOT)) if Path(v).resolve()
-                                                    .is_relative_to(ROOT) else str(v) for k, v in checkpoints.items()},
+                                    "checkpoints": {k: relative(v) for k, v in checkpoints.items()},
                                     "weights_digests": digests, "training_runs": training_runs(checkpoints),
                                     "published": PUBLISHED, "quick": args.quick, "note": args.note, **provenance(),
                                     "methods": list(args.methods), "earlier_runs": earlier})

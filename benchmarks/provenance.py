@@ -43,6 +43,12 @@ def provenance() -> dict:
     }
 
 
+def relative(path) -> str:
+    """``path`` relative to the repository root where it lies below it, as the tables record paths."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def portable(command: str) -> str:
     """``command`` with this checkout's absolute path removed (benchmarks run from the repository root)."""
     return command.replace(f"{ROOT}{os.sep}", "")

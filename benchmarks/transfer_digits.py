@@ -35,7 +35,7 @@ from fewzero.atomic import write_json, write_text
 from fewzero.tune.search import search, space_from_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, provenance  # noqa: E402
+from provenance import ROOT, provenance, relative  # noqa: E402
 from transfer_digits_learners import Transfer, episode_data, fresh_copy, labelled_indices  # noqa: E402
 from transfer_digits_report import plot_confusions, plot_curves, render, summarise  # noqa: E402
 
@@ -204,8 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else torch.get_num_threads()
     started, clock = provenance(), time.perf_counter()
     load_backbone(args.checkpoint)  # a missing or bad checkpoint fails here, before any work
-    config = {"checkpoint": str(Path(args.checkpoint).resolve().relative_to(ROOT))
-              if Path(args.checkpoint).resolve().is_relative_to(ROOT) else args.checkpoint,
+    config = {"checkpoint": relative(args.checkpoint),
               "checkpoint_sha256": file_sha256(args.checkpoint),
               "targets": args.targets, "shots": args.shots, "seeds": args.seeds, "settings": args.settings,
               "grid": {"lr": sorted(args.lrs), "steps": sorted(args.steps)}, "lr_decay": args.lr_decay,

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from provenance import ROOT, provenance
+from provenance import ROOT, provenance, relative
 from result_cache import weights_digest
 
 sys.path.insert(0, str(ROOT))
@@ -118,7 +118,7 @@ def few_shot_backbones(names) -> dict[str, dict]:
     found = {}
     for name in names:
         path = default_checkpoint(load_config(name, "omniglot"))
-        found[name] = {"checkpoint": str(Path(path).resolve().relative_to(ROOT)), "weights_digest": weights_digest(path)}
+        found[name] = {"checkpoint": relative(path), "weights_digest": weights_digest(path)}
     return found
 
 

@@ -145,13 +145,13 @@ def graph_section(out: dict) -> list[str]:
 
 def command_line(out: dict) -> list[str]:
     """How to score a cell of the tables with ``fewzero eval`` (same features, hyper-parameters and seed)."""
-    f = out["features"]
-    kind, results = next(iter(out["results"].items()))
-    name = max(results, key=lambda n: results[n]["t1"])
     import inspect
 
     from fewzero.zsl.loaders import load_cub50
 
+    f = out["features"]
+    kind, results = next(iter(out["results"].items()))
+    name = max(results, key=lambda n: results[n]["t1"])
     defaults = {k: v.default for k, v in inspect.signature(load_cub50).parameters.items()}
     changed = {k: v for k, v in out["config"].items() if k in defaults and v != defaults[k]}  # e.g. a quick run's
     sets = [f"data.heads={f.get('heads', 'classes')}", f"data.weighting={f.get('weighting', 'fixed')}",

@@ -35,6 +35,11 @@ GRIDS = {
     "devise": {"lr": [1e-4, 1e-3, 1e-2], "margin": [0.1, 0.5]},
     "sje": {"lr": [1e-4, 1e-3, 1e-2], "weight_decay": [0.0, 1e-4]},
     "gcnzsl": {"propagation": ["gcn", "dgp"]},
+    # The generators: the weight each paper tunes (f-CLSWGAN's and the CVAE's classification weight beta,
+    # TF-VAEGAN's semantic-reconstruction weight) around its default, and half or all of the default 30 epochs.
+    "cvae": {"cls_weight": [0.01, 0.1, 1.0], "epochs": [15, 30]},
+    "fclswgan": {"cls_weight": [0.01, 0.1, 1.0], "epochs": [15, 30]},
+    "tfvaegan": {"cycle_weight": [0.01, 0.1, 1.0], "epochs": [15, 30]},
 }
 
 

@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--weighting", default="fixed", help="feature loss weighting, with --heads")
     parser.add_argument("--semantics", nargs="+", default=list(SEMANTICS), choices=SEMANTICS,
                         help="class semantics of the proposed-split tables")
-    parser.add_argument("--headline-seeds", nargs="+", type=int, default=list(HEADLINE_SEEDS),
-                        help="learner seeds the headline rows are rerun with (beside 0)")
+    parser.add_argument("--headline-seeds", nargs="*", type=int, default=list(HEADLINE_SEEDS),
+                        help="learner seeds the headline rows are rerun with (beside 0; none: no reruns)")
     parser.add_argument("--headline-best-only", action="store_true",
                         help="rerun only the best-T1 and best-calibrated-H rows with the headline seeds")
     parser.add_argument("--ablation", nargs="+", default=list(FEATURE_CONFIGS), choices=list(FEATURE_CONFIGS),

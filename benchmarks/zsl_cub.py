@@ -147,9 +147,9 @@ def headline_rows(results: dict) -> list[tuple[str, str]]:
     return list(dict.fromkeys(rows))
 
 
-def splits(runner: Runner, heads: str, weighting: str, names, count: int) -> dict:
+def splits(runner: Runner, heads: str, weighting: str, names, ids) -> dict:
     per_split = {}
-    for split in range(1, count + 1):
+    for split in ids:
         data = runner.data("attributes", heads, weighting, split)
         results = runner.run(data, names, "attributes", f"split{split}|{heads}|{weighting}", 0)
         per_split[split] = {"unseen_classes": [data.class_names[c] for c in data.unseen_classes.tolist()],
@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ablation-methods", nargs="+", default=list(ABLATION_LEARNERS),
                         help="learners that score each feature configuration of the ablation")
     parser.add_argument("--splits", type=int, default=5, help="random 40/10 class splits")
+    parser.add_argument("--split-ids", nargs="+", type=int, default=None,
+                        help="run only these of the random splits (1..--splits), e.g. to share them out among "
+                             "processes that each write their own --cache")
     parser.add_argument("--seed", type=int, default=0, help="feature backbone seed")
     parser.add_argument("--no-tune", action="store_true", help="use every learner's default hyper-parameters")
     parser.add_argument("--methods", nargs="+", default=None, help="learners (default: every registered one)")
@@ -200,6 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--note", default="", help="conditions worth recording (e.g. other jobs on the machine)")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the existing .json")
     args = parser.parse_args(argv)
+    if args.split_ids and not set(args.split_ids) <= set(range(1, args.splits + 1)):
+        parser.error(f"--split-ids must lie in 1..{args.splits} (--splits)")
     out = Path(args.out)
     if args.render_only:
         write_text(out.with_suffix(".md"), render(json.loads(out.with_suffix(".json").read_text())))
@@ -227,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
         report.update(proposed(runner, heads, weighting, names, out, args.semantics, args.headline_seeds,
                                args.headline_best_only))
     if "splits" in args.parts:
-        report["splits"] = splits(runner, heads, weighting, names, args.splits)
+        report["splits"] = splits(runner, heads, weighting, names, args.split_ids or range(1, args.splits + 1))
     for key in ("semantics", "features", "results", "headline", "headline_selection", "graphs", "dataset", "splits"):
         if key not in report and key in previous:
             report[key] = previous[key]

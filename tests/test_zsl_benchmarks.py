@@ -107,3 +107,13 @@ def test_a_run_of_some_parts_keeps_the_record_of_the_runs_whose_parts_it_keeps()
     old = {"provenance": {"command": "old"}}  # recorded no parts: kept, unless every part is redone
     assert [r["command"] for r in earlier_runs(old, ["splits"])] == ["old"]
     assert earlier_runs(old, ["ablation", "proposed", "splits"]) == []
+
+
+def test_cub50_split_ids_outside_the_splits_are_refused_before_any_work(tmp_path, capsys):
+    script = load_script("zsl_cub")
+    script.run_learners = lambda *a, **k: pytest.fail("work started")
+    with pytest.raises(SystemExit) as stopped:
+        script.main(["--parts", "splits", "--splits", "2", "--split-ids", "3", "--out", str(tmp_path / "x"),
+                     "--cache", str(tmp_path / "c.json")])
+    assert stopped.value.code == 2 and "--split-ids must lie in 1..2" in capsys.readouterr().err
+    assert not (tmp_path / "c.json").exists()

@@ -126,25 +126,34 @@ def run_omniglot(args, cache: Cache) -> dict:
     return results
 
 
-def earlier_cub_runs(previous: dict, features: dict, names: list[str]) -> list[dict]:
+def earlier_cub_runs(previous: dict, features: dict, params: dict[str, dict]) -> list[dict]:
     """The superseded CUB-50 ensembles, oldest first, for the record: those ``previous`` (the last report's
-    ``cub50`` part, with its ``run``) keeps, plus itself when it had other features or members than this run."""
+    ``cub50`` part, with its ``run``) keeps, plus itself when it had other features, members or member
+    hyper-parameters (``params``: member -> hyper-parameters) than this run."""
     earlier = list(previous.get("earlier", []))
     if "first_run" in previous:  # v1: one held-out split, stacking with C = 1 (same features and members as v2)
         from ensembles_table import FIRST_CUB_RUN
 
         earlier.append({"what": FIRST_CUB_RUN, **previous["first_run"]})
     own = previous.get("features", {"heads": "classes", "weighting": "fixed"})
-    if (own["heads"], own["weighting"]) != (features["heads"], features["weighting"]) or list(
-            previous["params"]) != names:
+    if (own["heads"], own["weighting"]) != (features["heads"], features["weighting"]) or previous["params"] != params:
         singles = previous["singles"]
         best = max(singles, key=lambda n: singles[n]["t1"])
+        changed = [f"{n} {json.dumps(p)}" for n, p in previous["params"].items() if n in params and params[n] != p]
         earlier.append({"what": f"features {own['heads']} ({own['weighting']} weights), members "
-                                f"{', '.join(previous['params'])}", "run": previous.get("run", {}),
+                                f"{', '.join(previous['params'])}"
+                                + (f", member hyper-parameters {'; '.join(changed)}" if changed else ""),
+                        "run": previous.get("run", {}),
                         "best_single": {"name": best, "t1": singles[best]["t1"]},
                         **{c: {k: previous[c][k] for k in ("t1", "u", "s", "h", "calibrated_h")}
                            for c in ("mean_prob", "stacking")}})
     return earlier
+
+
+def cub_member_key(name: str, params: dict) -> str:
+    """A zero-shot member's cache key: its name and hyper-parameters, so that new choices in zsl_cub50.json are
+    scored afresh (a member on its defaults keeps the bare name of the earlier keys)."""
+    return name + (json.dumps(params, sort_keys=True) if params else "")
 
 
 def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
@@ -173,12 +182,13 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
         return {k: getattr(report, k) for k in ("t1", "u", "s", "h", "calibrated_u", "calibrated_s", "calibrated_h",
                                                  "gamma", "ausuc", "seconds", "members", "disagreement")}
     tag = ("quick" if args.quick else "full") + f"/{features['heads']}|{features['weighting']}"
-    singles = {n: cache.get_or_run(f"cub50/{tag}/single/{n}", lambda n=n: summary(
+    keys = {n: cub_member_key(n, params[n]) for n in names}
+    singles = {n: cache.get_or_run(f"cub50/{tag}/single/{keys[n]}", lambda n=n: summary(
         evaluate_zero_shot(build(n), data, seed=0))) for n in names}
     results = {"params": params, "singles": singles, "features": features,
                "data": {k: v for k, v in data.info.items() if isinstance(v, (str, int, float, bool))}}
     if previous is not None:
-        results["earlier"] = earlier_cub_runs(previous, features, names)
+        results["earlier"] = earlier_cub_runs(previous, features, params)
     for combine in ("mean_prob", "stacking"):
         def run(combine=combine):
             learner = ZeroShotEnsemble([build(n) for n in names], names=names, combine=combine, seed=0, splits=3)
@@ -189,7 +199,7 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
                                          for held in learner.held_out_classes_],
                     "weights": fitted.weights_.tolist() if combine == "mean_prob" else None,
                     "coef": fitted.coef_.tolist() if combine == "stacking" else None}
-        results[combine] = cache.get_or_run(f"cub50/{tag}/{combine}-v2/{'_'.join(names)}", run)
+        results[combine] = cache.get_or_run(f"cub50/{tag}/{combine}-v2/{'_'.join(keys[n] for n in names)}", run)
     return results
 
 

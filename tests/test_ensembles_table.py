@@ -49,14 +49,18 @@ def test_a_cub_run_on_other_features_or_members_keeps_the_superseded_ones_for_th
     chosen = {"heads": "classes+attributes", "weighting": "fixed", "why": "validation"}
     earlier = ensembles.earlier_cub_runs({**ce, "first_run": {c: {"t1": 1.0, "h": 2.0, "calibrated_h": 3.0}
                                                               for c in ("mean_prob", "stacking")}},
-                                         chosen, list(ce["params"]) + ["gcnzsl"])
+                                         chosen, ce["params"])
     assert [e["what"].split(":")[0] for e in earlier] == ["first run", f"features classes (fixed weights), members "
                                                                        f"{', '.join(ce['params'])}"]
     best = max(ce["singles"], key=lambda n: ce["singles"][n]["t1"])
     assert earlier[1]["best_single"] == {"name": best, "t1": ce["singles"][best]["t1"]}
     assert earlier[1]["mean_prob"]["t1"] == ce["mean_prob"]["t1"] and earlier[1]["run"]["commit"] == "a"
     same = {**{k: v for k, v in ce.items() if k != "first_run"}, "features": chosen, "earlier": earlier}
-    assert ensembles.earlier_cub_runs(same, chosen, list(ce["params"])) == earlier  # a rerun of the same ensemble
+    assert ensembles.earlier_cub_runs(same, chosen, ce["params"]) == earlier  # a rerun of the same ensemble
+    member, retuned = next(iter(ce["params"])), {"a_new_choice": 1}
+    kept = ensembles.earlier_cub_runs(same, chosen, {**ce["params"], member: retuned})  # same members, new choices
+    assert kept[:-1] == earlier and kept[-1]["what"].endswith(
+        f", member hyper-parameters {member} {json.dumps(ce['params'][member])}")
     text = "\n".join(table._cub({**same, "features": chosen}))
     assert "Features: the CUB-50 backbone with the classes+attributes heads" in text
     assert f"members {', '.join(ce['params'])} (`python benchmarks/ensembles.py --part cub50` at a, d). Test: " \
@@ -80,6 +84,12 @@ def test_the_cub50_ensemble_config_is_the_benchmarks_ensemble():
     assert {m["method"]: m.get("params", {}) for m in config["learner"]["members"]} == {
         m: chosen[m]["params"] for m in ensembles.ZSL_MEMBERS if m in chosen}
     assert config["data"] == {k: table["chosen_features"][k] for k in ("heads", "weighting")}
+
+
+def test_the_cub50_members_are_cached_under_their_hyper_parameters():
+    key = load_script("ensembles").cub_member_key
+    assert key("cvae", {}) == "cvae" and key("cvae", {"epochs": 15, "cls_weight": 1.0}) == key(
+        "cvae", {"cls_weight": 1.0, "epochs": 15}) != key("cvae", {"cls_weight": 0.1, "epochs": 15})
 
 
 def test_the_omniglot_parts_are_cached_under_the_members_weights_and_settings():

@@ -21,6 +21,22 @@ class Cache:
             write_json(self.path, self.values)
         return self.values[key]
 
+    def absorb(self, other: Path, must_match: tuple[str, ...] = ()) -> int:
+        """Takes the results of another cache file that this one lacks (e.g. written by a process that ran a share
+        of the work); the keys in ``must_match`` (a run's settings) must hold the same values in both. Returns how
+        many results it took."""
+        from fewzero.atomic import write_json
+
+        values = json.loads(other.read_text())
+        for key in must_match:
+            if values.get(key) != self.values.get(key):
+                raise SystemExit(f"{other} holds results of other settings ({key}): it cannot join {self.path}")
+        new = {k: v for k, v in values.items() if k not in self.values}
+        if new:
+            self.values.update(new)
+            write_json(self.path, self.values)
+        return len(new)
+
 
 def weights_digest(checkpoint: Path) -> str:
     """A digest of a checkpoint's tensors (weights and base-class statistics), not of its file: settings stored in

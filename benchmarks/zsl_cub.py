@@ -7,6 +7,13 @@
     python benchmarks/zsl_cub.py --parts splits        # 5 seeded random 40/10 class splits, features per split
     python benchmarks/zsl_cub.py --render-only         # rewrite the .md from the .json
 
+On two cores, share a part among processes with their own caches, then let one run take their results (the
+sharing processes write elsewhere, so they are told the features the ablation chose):
+
+    python benchmarks/zsl_cub.py --parts splits --split-ids 1 2 3 --heads classes+attributes --cache runs/a.json --out /tmp/a &
+    python benchmarks/zsl_cub.py --parts splits --split-ids 4 5 --heads classes+attributes --cache runs/b.json --out /tmp/b
+    python benchmarks/zsl_cub.py --parts splits --absorb runs/a.json runs/b.json   # reads every result back
+
 **ablation**: the feature backbone (``fewzero.zsl.features``, trained on the seen classes' trainval images only)
 with each set of multi-task heads in ``FEATURE_CONFIGS``; four fast embedding learners are tuned and evaluated on
 each, and the configuration with the best mean *validation* T1 becomes the features of the other parts.
@@ -200,6 +207,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "paper_results" / "zsl_cub50"), help="output path stem")
     parser.add_argument("--cache", default=str(ROOT / "runs" / "zsl_cub" / "results.json"),
                         help="finished results, so that a stopped run continues")
+    parser.add_argument("--absorb", nargs="+", default=[], metavar="CACHE",
+                        help="first take the results of these caches (written by processes that each ran a share, "
+                             "e.g. --methods or --split-ids, with their own --cache) into --cache")
     parser.add_argument("--note", default="", help="conditions worth recording (e.g. other jobs on the machine)")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the existing .json")
     args = parser.parse_args(argv)
@@ -219,6 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     cache.get_or_run("options", lambda: options)
     if cache.values["options"] != options:
         raise SystemExit(f"{args.cache} holds results of other settings: pass another --cache")
+    for other in args.absorb:
+        print(f"{other}: {cache.absorb(Path(other), must_match=('options',))} results taken into {args.cache}")
     runner = Runner(args, options, cache)
     previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
     report = {"benchmark": "cub50 zero-shot", "config": {**options, "tune": not args.no_tune},

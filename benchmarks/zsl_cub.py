@@ -34,7 +34,7 @@ from fewzero.atomic import write_text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import ROOT, provenance, standing_runs  # noqa: E402
 from result_cache import Cache  # noqa: E402
-from zsl_common import GBU, GBU_PROTOCOL, GBU_SOURCE, run_learners  # noqa: E402
+from zsl_common import GBU, GBU_PROTOCOL, GBU_SOURCE, GRIDS, run_learners  # noqa: E402
 from zsl_cub_report import GENERATIVE, render  # noqa: E402
 
 SEMANTICS = ("attributes", "text", "attributes+text")
@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{other}: {cache.absorb(Path(other), must_match=('options',))} results taken into {args.cache}")
     runner = Runner(args, options, cache)
     previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
-    report = {"benchmark": "cub50 zero-shot", "config": {**options, "tune": not args.no_tune},
+    grids = {name: GRIDS[name] for name in sorted(set(names) | set(args.ablation_methods)) if name in GRIDS}
+    report = {"benchmark": "cub50 zero-shot", "config": {**options, "tune": not args.no_tune, "grids": grids},
               "seed": args.seed, "published": {"source": GBU_SOURCE, "protocol": GBU_PROTOCOL, "results": {
                   m: dict(zip(("t1", "u", "s", "h"), v["CUB"])) for m, v in GBU.items()}}}
     rows = ablation(runner, {k: FEATURE_CONFIGS[k] for k in args.ablation}, args.ablation_methods) if "ablation" in args.parts \

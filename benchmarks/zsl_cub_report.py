@@ -165,6 +165,14 @@ def command_line(out: dict) -> list[str]:
             "features (cross-entropy only).", ""]
 
 
+def grid_lines(out: dict) -> list[str]:
+    """The grids the run searched, one line per learner (runs before grids were recorded: none)."""
+    grids = out["config"].get("grids") if out["config"]["tune"] else None
+    return ["", "Grids (every combination is tried):", ""] + [
+        f"- {name}: " + "; ".join(f"{key} {values}" for key, values in grid.items())
+        for name, grid in sorted(grids.items())] if grids else []
+
+
 def render(out: dict) -> str:
     d, f, prov, c = out["dataset"], out["features"], out["provenance"], out["config"]
     lines = ["# Zero-shot learning on CUB-50 (classes 001-050 of CUB-200-2011, proposed split)", "",
@@ -201,8 +209,8 @@ def render(out: dict) -> str:
               ("Hyper-parameters: the best validation T1 over a small grid (benchmarks/zsl_common.py GRIDS), fitted "
                f"on the seen classes minus the {len(d['val_classes'])} validation classes (learners without a grid "
                "keep their defaults)" if c["tune"] else "Hyper-parameters: defaults") +
-              f"; validation classes: {', '.join(d['val_classes'])}.", "",
-              "## Provenance", "", f"- command: `{prov['command']}`", f"- config: `{json.dumps(c)}`",
+              f"; validation classes: {', '.join(d['val_classes'])}.", *grid_lines(out), "",
+              "## Provenance", "", f"- command: `{prov['command']}`", f"- config: `{json.dumps({k: v for k, v in c.items() if k != 'grids'})}`",
               f"- seed: {out['seed']} (features); learner seeds 0 (tables), 0-2 (headline rows)",
               f"- commit: {prov['commit']}", f"- date: {prov['date']} (finished {prov['finished']})",
               f"- machine: {prov['machine']}",

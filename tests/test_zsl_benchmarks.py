@@ -117,3 +117,11 @@ def test_cub50_split_ids_outside_the_splits_are_refused_before_any_work(tmp_path
                      "--cache", str(tmp_path / "c.json")])
     assert stopped.value.code == 2 and "--split-ids must lie in 1..2" in capsys.readouterr().err
     assert not (tmp_path / "c.json").exists()
+
+
+def test_the_cub50_report_lists_the_grids_its_run_searched():
+    grid_lines = load_script("zsl_cub_report").grid_lines
+    tuned = {"config": {"tune": True, "grids": {"sae": {"lam": [0.05, 0.2]}, "ale": {"lr": [1e-4], "weight_decay": [0]}}}}
+    assert grid_lines(tuned)[-2:] == ["- ale: lr [0.0001]; weight_decay [0]", "- sae: lam [0.05, 0.2]"]
+    assert grid_lines({"config": {"tune": False, "grids": tuned["config"]["grids"]}}) == []
+    assert grid_lines({"config": {"tune": True}}) == []  # a run before grids were recorded

@@ -251,10 +251,20 @@ def main(argv: list[str] | None = None) -> dict:
             report[key] = previous[key]
     report.update(provenance={**started, "finished": provenance()["date"], "parts": args.parts}, note=args.note,
                   earlier_runs=earlier_runs(previous, args.parts))
+    write_report(out, report)
+    return report
+
+
+def write_report(out: Path, report: dict) -> None:
+    """``out``.json, and ``out``.md when the report holds the proposed split's results that the table is built on
+    (a process that ran a share of the splits into its own --out has none)."""
     write_text(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    if "results" not in report or "dataset" not in report:
+        print(f"wrote {out}.json; no {out}.md: the table needs the proposed split's results (--parts proposed, "
+              "or the --out of a run that has them)")
+        return
     write_text(out.with_suffix(".md"), render(report))
     print(f"wrote {out}.json and {out}.md")
-    return report
 
 
 if __name__ == "__main__":

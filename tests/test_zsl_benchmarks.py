@@ -125,3 +125,10 @@ def test_the_cub50_report_lists_the_grids_its_run_searched():
     assert grid_lines(tuned)[-2:] == ["- ale: lr [0.0001]; weight_decay [0]", "- sae: lam [0.05, 0.2]"]
     assert grid_lines({"config": {"tune": False, "grids": tuned["config"]["grids"]}}) == []
     assert grid_lines({"config": {"tune": True}}) == []  # a run before grids were recorded
+
+
+def test_a_cub50_run_without_the_proposed_split_writes_its_json_and_no_table(tmp_path, capsys):
+    """A process that ran a share of the random splits into its own --out has no proposed-split results."""
+    load_script("zsl_cub").write_report(tmp_path / "share", {"splits": {"4": {}}, "config": {"tune": True}})
+    assert json.loads((tmp_path / "share.json").read_text())["splits"] == {"4": {}}
+    assert not (tmp_path / "share.md").exists() and "needs the proposed split's results" in capsys.readouterr().out

@@ -168,12 +168,27 @@ def splits(runner: Runner, heads: str, weighting: str, names, ids) -> dict:
 
 def earlier_runs(previous: dict, parts: list[str]) -> list[dict]:
     """The runs whose parts a run of ``parts`` keeps from the ``previous`` report: its own run and the ones it kept,
-    less those whose every part this run redoes (a run that records no parts is kept unless this run redoes all)."""
+    less those whose every part this run redoes (a run that records no parts, nor names them in its command, is
+    kept unless this run redoes all)."""
     if set(parts) == set(PARTS):
         return []
     runs = previous.get("earlier_runs", []) + ([{**previous["provenance"], "note": previous.get("note", "")}]
                                                if "provenance" in previous else [])
-    return [run for run, _ in standing_runs(runs, parts, lambda run: run.get("parts") or ["?"])]
+    return [run for run, _ in standing_runs(runs, parts, parts_of_run)]
+
+
+def parts_of_run(run: dict) -> list[str]:
+    """The parts a recorded run wrote: its record's, else the ``--parts`` of its command (older records), else
+    unknown (``["?"]``)."""
+    import shlex
+
+    if run.get("parts"):
+        return run["parts"]
+    words = shlex.split(run.get("command", ""))
+    if "--parts" not in words:
+        return ["?"]
+    named = words[words.index("--parts") + 1:]
+    return named[:next((i for i, word in enumerate(named) if word.startswith("-")), len(named))] or ["?"]
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -107,6 +107,12 @@ def test_a_run_of_some_parts_keeps_the_record_of_the_runs_whose_parts_it_keeps()
     old = {"provenance": {"command": "old"}}  # recorded no parts: kept, unless every part is redone
     assert [r["command"] for r in earlier_runs(old, ["splits"])] == ["old"]
     assert earlier_runs(old, ["ablation", "proposed", "splits"]) == []
+    # an older record without parts, whose command names them: a run of those parts drops it
+    older = {"provenance": {"command": "python benchmarks/zsl_cub.py --parts splits --note 'a b'"}}
+    assert earlier_runs(older, ["splits"]) == [] and len(earlier_runs(older, ["proposed"])) == 1
+    parts_of_run = load_script("zsl_cub").parts_of_run
+    assert parts_of_run({"command": "x --parts ablation proposed --headline-best-only"}) == ["ablation", "proposed"]
+    assert parts_of_run({"command": "x --parts"}) == ["?"] and parts_of_run({"parts": ["splits"]}) == ["splits"]
 
 
 def test_cub50_split_ids_outside_the_splits_are_refused_before_any_work(tmp_path, capsys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from provenance import standing_runs
+from provenance import flag_values, standing_runs
 
 PUBLISHED_OMNIGLOT = {  # the members' own papers, 20-way 1-shot Omniglot (no published ensemble on our protocol)
     "protonet": ("96.0", "Snell et al., Prototypical Networks for Few-shot Learning, NeurIPS 2017, Table 1"),
@@ -202,8 +202,7 @@ def parts_of(run: dict) -> list[str]:
     """The parts whose results a recorded run wrote: as recorded, or read from its command (``--part``)."""
     if "parts" in run:
         return list(run["parts"])
-    words = str(run.get("command", "")).split()
-    part = words[words.index("--part") + 1] if "--part" in words[:-1] else "both"
+    part = (flag_values(str(run.get("command", "")), "--part") or ["both"])[0]
     return ["omniglot", "cub50"] if part == "both" else [part]
 
 

@@ -49,6 +49,15 @@ def relative(path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def flag_values(command: str, flag: str) -> list[str] | None:
+    """The words after ``flag`` in a recorded command, up to the next option (None: the command has no ``flag``)."""
+    words = shlex.split(command)
+    if flag not in words:
+        return None
+    after = words[words.index(flag) + 1:]
+    return after[:next((i for i, word in enumerate(after) if word.startswith("-")), len(after))]
+
+
 def portable(command: str) -> str:
     """``command`` with this checkout's absolute path removed (benchmarks run from the repository root)."""
     return command.replace(f"{ROOT}{os.sep}", "")

@@ -32,7 +32,7 @@ from pathlib import Path
 from fewzero.atomic import write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import ROOT, provenance, standing_runs  # noqa: E402
+from provenance import ROOT, flag_values, provenance, standing_runs  # noqa: E402
 from result_cache import Cache  # noqa: E402
 from zsl_common import GBU, GBU_PROTOCOL, GBU_SOURCE, GRIDS, run_learners  # noqa: E402
 from zsl_cub_report import GENERATIVE, render  # noqa: E402
@@ -180,15 +180,7 @@ def earlier_runs(previous: dict, parts: list[str]) -> list[dict]:
 def parts_of_run(run: dict) -> list[str]:
     """The parts a recorded run wrote: its record's, else the ``--parts`` of its command (older records), else
     unknown (``["?"]``)."""
-    import shlex
-
-    if run.get("parts"):
-        return run["parts"]
-    words = shlex.split(run.get("command", ""))
-    if "--parts" not in words:
-        return ["?"]
-    named = words[words.index("--parts") + 1:]
-    return named[:next((i for i, word in enumerate(named) if word.startswith("-")), len(named))] or ["?"]
+    return run.get("parts") or flag_values(run.get("command", ""), "--parts") or ["?"]
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -164,9 +164,14 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
     from fewzero.registry import ZERO_SHOT
     from fewzero.zsl.loaders import load_zero_shot
 
+    from zsl_common import FIXED
+
+    from fewzero.zsl.graph_settings import resolve_graph
+
     table = json.loads((ROOT / "paper_results/zsl_cub50.json").read_text())
     chosen, features = table["results"]["attributes"], table["chosen_features"]
-    params = {m: chosen[m]["params"] for m in ZSL_MEMBERS if m in chosen}
+    # each member as zsl_cub50 ran it: its fixed settings (gcnzsl's class graph) and the values validation chose
+    params = {m: {**FIXED.get(m, {}), **chosen[m]["params"]} for m in ZSL_MEMBERS if m in chosen}
     names = [m for m in ZSL_MEMBERS if m in params]
     options = {"image_size": 32, "epochs": 1} if args.quick else {}
     # the features the members' hyper-parameters were chosen on
@@ -176,7 +181,7 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
     def build(name):
         parameters = ZERO_SHOT.parameters(name)
         extra = {k: v for k, v in {"seed": 0, "progress": False}.items() if k in parameters}
-        return ZERO_SHOT.create(name, **{**extra, **params[name]})
+        return ZERO_SHOT.create(name, **resolve_graph({**extra, **params[name]}, data))
 
     def summary(report) -> dict:
         return {k: getattr(report, k) for k in ("t1", "u", "s", "h", "calibrated_u", "calibrated_s", "calibrated_h",

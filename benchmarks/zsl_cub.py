@@ -34,7 +34,7 @@ from fewzero.atomic import write_text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import ROOT, flag_values, provenance, standing_runs  # noqa: E402
 from result_cache import Cache  # noqa: E402
-from zsl_common import GBU, GBU_PROTOCOL, GBU_SOURCE, GRIDS, run_learners  # noqa: E402
+from zsl_common import FIXED, GBU, GBU_PROTOCOL, GBU_SOURCE, GRIDS, run_learners  # noqa: E402
 from zsl_cub_report import GENERATIVE, render  # noqa: E402
 
 SEMANTICS = ("attributes", "text", "attributes+text")
@@ -73,12 +73,10 @@ class Runner:
 
 
 def class_graph(data):
-    """The class graph of gcnzsl: the CUB taxonomy implied by the class names. (k-NN edges in attribute space
-    lowered the mean validation T1 over valclasses1-3 from 50.3 to 43.8 with GCN and from 55.3 to 53.7 with DGP
-    while fewzero.zsl.gcnzsl was written, so the graph has none.)"""
-    from fewzero.zsl.class_graph import build_class_graph
+    """The class graph of gcnzsl on ``data``: ``zsl_common.FIXED``'s (the CUB taxonomy implied by the class names)."""
+    from fewzero.zsl.graph_settings import resolve_graph
 
-    return build_class_graph(data.class_names, data.semantics, taxonomy=True, knn=0)
+    return resolve_graph(FIXED["gcnzsl"], data)["graph"]
 
 
 def features_facts(data) -> dict:

@@ -26,6 +26,7 @@ from fewzero.errors import FewzeroError
 from fewzero.evaluate import member_logits_on_episodes
 from fewzero.pretrained import default_checkpoint
 from fewzero.registry import LEARNERS, ZERO_SHOT
+from fewzero.zsl.graph_settings import resolve_graph
 from fewzero.train import episode_sampler, load_split
 
 MEMBER_KEYS = {"few-shot": ("method", "checkpoint", "settings"), "zero-shot": ("method", "params")}
@@ -141,10 +142,11 @@ def few_shot_ensemble(config: RunConfig, data_root: str | None = None, progress:
     return ensemble, config, info
 
 
-def zero_shot_ensemble(values: dict[str, Any], where: str = "", seed: int = 0, progress: bool = True
-                       ) -> ZeroShotEnsemble:
+def zero_shot_ensemble(values: dict[str, Any], where: str = "", seed: int = 0, progress: bool = True,
+                       data=None) -> ZeroShotEnsemble:
     """A zero-shot ensemble from a config mapping (``method: ensemble``, ``learner: {members: [...], ...}``);
-    member ``seed`` / ``progress`` options default to ``seed`` / ``progress``."""
+    member ``seed`` / ``progress`` options default to ``seed`` / ``progress``; a member's ``graph`` mapping (gcnzsl)
+    is built on ``data`` (a ``ZeroShotData``, see ``fewzero.zsl.graph_settings``)."""
     unknown = sorted(set(values) - set(ZERO_SHOT_CONFIG_KEYS))
     if unknown:
         raise FewzeroError(f"unknown key {unknown[0]!r}{where} for a zero-shot ensemble: use "
@@ -167,6 +169,8 @@ def zero_shot_ensemble(values: dict[str, Any], where: str = "", seed: int = 0, p
                                f"from {', '.join(parameters)}")
         defaults = {"seed": seed, "progress": progress}
         params = {**{k: v for k, v in defaults.items() if k in parameters}, **params}
+        if data is not None:
+            params = resolve_graph(params, data, f" of ensemble member {i} ({spec['method']}){where}")
         try:
             members.append(ZERO_SHOT.create(spec["method"], **params))
         except (TypeError, ValueError) as exc:

@@ -67,9 +67,9 @@ def _eval_zero_shot(args: argparse.Namespace, values: dict) -> None:
     if args.set:
         raise FewzeroError("--set does not apply to a zero-shot ensemble: edit its config file")
     dataset, semantics, seed, curve = run_settings(args, values)
-    ensemble = zero_shot_ensemble(values, f" in {args.config}", seed=seed, progress=not args.quiet)
     data = load_data(dataset, semantics, args.data_root, not args.quiet,
                      **data_options(values, f"config file {args.config}"))
+    ensemble = zero_shot_ensemble(values, f" in {args.config}", seed=seed, progress=not args.quiet, data=data)
     report = evaluate_zero_shot(ensemble, data, seed=seed, curve_path=curve)
     report.info.update(method="ensemble", dataset=dataset, semantics_kind=semantics, seed=seed,
                        combiner=ensemble.describe())

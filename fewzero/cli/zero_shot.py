@@ -29,7 +29,8 @@ def run_zero_shot_eval(method: str, dataset: str, semantics: str, data_root: str
         dataset, semantics, data_root: what to load (``semantics``: attributes or text).
         seed: the learner's seed (unless ``learner_args`` sets one) and the calibration split's.
         quiet: no progress bars.
-        learner_args: keyword arguments of the learner (its constructor's names).
+        learner_args: keyword arguments of the learner (its constructor's names); gcnzsl's ``graph`` may be a
+            mapping of ``build_class_graph`` options, built on the loaded data (``resolve_graph``).
         data_args: extra options of the dataset loader.
         curve_path: where to save the seen-unseen curve PNG (not saved when None).
     """
@@ -41,8 +42,10 @@ def run_zero_shot_eval(method: str, dataset: str, semantics: str, data_root: str
         learner_args = {"seed": seed, **learner_args}
     if "progress" in parameters:  # training bars of the generative learners follow --quiet
         learner_args = {"progress": not quiet, **learner_args}
-    learner = ZERO_SHOT.create(method, **learner_args)
+    from fewzero.zsl.graph_settings import resolve_graph
+
     data = load_data(dataset, semantics, data_root, not quiet, **(data_args or {}))
+    learner = ZERO_SHOT.create(method, **resolve_graph(learner_args, data))
     report = evaluate_zero_shot(learner, data, seed=seed, curve_path=curve_path)
     report.info.update(method=method, dataset=dataset, semantics_kind=semantics, seed=seed,
                        learner_args={k: v for k, v in learner_args.items() if v is not None})
@@ -103,14 +106,20 @@ def run_settings(args: argparse.Namespace, config: dict) -> tuple[str, str, int,
 
 
 def eval_from_args(args: argparse.Namespace) -> ZeroShotReport:
-    """``fewzero eval`` for a zero-shot method: ``--config`` (e.g. ``fewzero tune``'s ``best.yaml``) gives the
+    """``fewzero eval`` for a zero-shot method: ``--config`` (e.g. ``fewzero tune``'s ``best.yaml``; by default
+    ``configs/<method>_<dataset>.yaml`` where one is shipped, e.g. gcnzsl's on cub50) gives the
     dataset, semantics, seed, learner settings and dataset options (``data:``); ``--set key=value`` sets a learner
     option (``learner.key`` or a name the learner takes) or a dataset option (``data.key`` or any other name); flags
     win over the config; ``--records`` saves the report JSON and the seen-unseen curve PNG beside it."""
     from fewzero.config import parse_override
 
+    from fewzero.config import default_config_path
+
     parameters = ZERO_SHOT.parameters(args.method)
-    config = read_config(args.config, args.method) if getattr(args, "config", None) else {"learner": {}}
+    path = getattr(args, "config", None)
+    if not path and default_config_path(args.method, args.dataset or DEFAULT_DATASET).is_file():
+        path = str(default_config_path(args.method, args.dataset or DEFAULT_DATASET))
+    config = read_config(path, args.method) if path else {"learner": {}}
     learner_args, data_args = dict(config["learner"]), dict(config.get("data") or {})
     for key, value in (parse_override(text) for text in args.set):
         if key.startswith("learner."):

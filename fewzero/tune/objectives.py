@@ -57,6 +57,7 @@ class ZeroShotObjective:
 
     def __init__(self, method: str, data, *, metric: str = "t1", seed: int = 0, base: dict | None = None,
                  dataset: str = "", semantics: str = ""):
+        from fewzero.zsl.graph_settings import resolve_graph
         from fewzero.zsl.splits import validation_problem
 
         if metric not in ZERO_SHOT_METRICS:
@@ -65,12 +66,15 @@ class ZeroShotObjective:
         self.base, self.dataset, self.semantics = dict(base or {}), dataset, semantics
         self.parameters = ZERO_SHOT.parameters(method)
         self.problem = validation_problem(data, seed)
+        self.graph = resolve_graph(self.base, data).get("graph")  # a gcnzsl graph named in the base settings
 
     def keys(self) -> dict[str, Any]:
         return searchable_keys(self.method, self.kind)
 
     def learner_args(self, values: dict[str, Any]) -> dict[str, Any]:
         args = {**self.base, **{key.removeprefix("learner."): value for key, value in values.items()}}
+        if self.graph is not None:
+            args["graph"] = self.graph
         if "seed" in self.parameters:
             args.setdefault("seed", self.seed)
         if "progress" in self.parameters:

@@ -103,7 +103,8 @@ class GCNZSL(ZeroShotLearner):
                  seed: int = 0, progress: bool = True, normalize_semantics: bool = True):
         super().__init__(normalize_semantics=normalize_semantics)
         if graph is not None and not isinstance(graph, ClassGraph):
-            raise FewzeroError(f"graph is a {type(graph).__name__}: give a ClassGraph (build_class_graph) or None")
+            raise FewzeroError(f"graph is a {type(graph).__name__}: give a ClassGraph (build_class_graph) or None; "
+                               f"a config's graph mapping is built on the data by fewzero.zsl.graph_settings")
         if propagation not in PROPAGATIONS:
             raise FewzeroError(f"unknown propagation {propagation!r}: choose one of {', '.join(PROPAGATIONS)}")
         for name, value in (("hidden_dim", hidden_dim), ("epochs", epochs), ("dgp_hops", dgp_hops),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 
 from zsl_common import fmt
@@ -155,14 +156,33 @@ def command_line(out: dict) -> list[str]:
     defaults = {k: v.default for k, v in inspect.signature(load_cub50).parameters.items()}
     changed = {k: v for k, v in out["config"].items() if k in defaults and v != defaults[k]}  # e.g. a quick run's
     sets = [f"data.heads={f.get('heads', 'classes')}", f"data.weighting={f.get('weighting', 'fixed')}",
-            *(f"data.{k}={v}" for k, v in changed.items()), *(f"{k}={v}" for k, v in results[name]["params"].items())]
+            *(f"data.{k}={v}" for k, v in changed.items()),
+            *(f"{k}={_yaml(v)}" for k, v in learner_settings(name, results[name]["params"]).items())]
     return [f"A cell from the command line, e.g. {name} with {kind} semantics (T1 {fmt(results[name]['t1'])}): "
             f"`fewzero eval --method {name} --dataset cub50 --semantics {kind} "
-            + " ".join(f"--set {s}" for s in sets) + "`. On the features this run cached the command gives the "
-            "cell's number exactly; features trained anew (on another machine or thread count) round differently, "
-            "and a learner's T1 moves by a few points with them (ensembles.md scores every learner on such a "
-            "retraining, beside these numbers). Without `--set data.heads=...` the command trains and uses the default "
-            "features (cross-entropy only).", ""]
+            + " ".join(f"--set {shlex.quote(s)}" for s in sets) + "`. On the features this run cached the command "
+            "gives the cell's number exactly; features trained anew (on another machine or thread count) round "
+            "differently, and a learner's T1 moves by a few points with them (ensembles.md scores every learner on "
+            "such a retraining, beside these numbers). Each learner's settings of the attributes table are also "
+            "shipped as `configs/<learner>_cub50.yaml`, which the plain `fewzero eval --method <learner>` reads.", ""]
+
+
+def learner_settings(name: str, params: dict) -> dict:
+    """Every setting the run gave ``name``: each tuned key (the chosen value, or the learner's default where the
+    run did not tune), then its fixed ones; spelt out so that no shipped config can change them."""
+    from zsl_common import FIXED, GRIDS
+
+    from fewzero.registry import ZERO_SHOT
+
+    parameters = ZERO_SHOT.parameters(name)
+    return {**{k: parameters[k].default for k in GRIDS.get(name, {})}, **params, **FIXED.get(name, {})}
+
+
+def _yaml(value) -> str:
+    """``value`` as ``--set`` parses it back (YAML; a mapping in flow style)."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip().removesuffix("...").strip()
 
 
 def grid_lines(out: dict) -> list[str]:

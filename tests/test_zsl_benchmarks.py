@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
 from benchmark_scripts import load_script
+from zsl_synthetic import linear_problem
 import scipy.io as sio
 
 from fewzero.data.xlsa17 import read_att_splits
@@ -85,7 +87,7 @@ def test_cub50_benchmark_writes_ablation_proposed_split_headline_seeds_and_rando
     from fewzero.cli import main as fewzero_main
 
     records = tmp_path / "cell.json"
-    assert fewzero_main([*command.group(2).split(), "--data-root", str(data_root), "--records", str(records),
+    assert fewzero_main([*shlex.split(command.group(2)), "--data-root", str(data_root), "--records", str(records),
                          "--quiet"]) == 0
     cell = report["results"]["attributes"][command.group(1)]
     assert json.loads(records.read_text())["t1"] == pytest.approx(cell["t1"], abs=1e-9)
@@ -138,3 +140,32 @@ def test_a_cub50_run_without_the_proposed_split_writes_its_json_and_no_table(tmp
     load_script("zsl_cub").write_report(tmp_path / "share", {"splits": {"4": {}}, "config": {"tune": True}})
     assert json.loads((tmp_path / "share.json").read_text())["splits"] == {"4": {}}
     assert not (tmp_path / "share.md").exists() and "needs the proposed split's results" in capsys.readouterr().out
+
+
+def test_every_zero_shot_learner_of_the_table_ships_the_config_the_plain_command_reads(capfd, monkeypatch):
+    """configs/<learner>_cub50.yaml is what benchmarks/zsl_configs.py writes from zsl_cub50.json, and
+    ``fewzero eval --method NAME`` builds NAME from it (its learner settings and the table's features)."""
+    import fewzero.cli.zero_shot as zero_shot
+    from fewzero.cli import main
+    from fewzero.errors import FewzeroError
+
+    configs = load_script("zsl_configs")
+    table = json.loads(configs.TABLE.read_text())
+    wanted = configs.configs(table)
+    assert len(wanted) == len(table["results"]["attributes"]) >= 10
+    for path, text in wanted.items():
+        assert path.read_text() == text, f"{path.name}: run python benchmarks/zsl_configs.py"
+    built, options = {}, []
+    monkeypatch.setattr(zero_shot, "load_data", lambda *a, **kw: options.append(kw) or linear_problem(seed=0))
+
+    def stop(name, **kwargs):  # what the command would build; no need to fit it
+        built[name] = kwargs
+        raise FewzeroError("stop here")
+    monkeypatch.setattr(zero_shot.ZERO_SHOT, "create", stop)
+    for method, row in table["results"]["attributes"].items():
+        assert main(["eval", "--method", method, "--quiet"]) == 2
+        assert "stop here" in capfd.readouterr().err
+        assert {k: built[method][k] for k in row["params"]} == row["params"]
+        assert set(configs.FIXED.get(method, {})) <= set(built[method])
+    features = {k: table["chosen_features"][k] for k in ("heads", "weighting")}
+    assert len(options) == len(built) and all({k: o[k] for k in features} == features for o in options)

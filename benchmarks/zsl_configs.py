@@ -1,0 +1,65 @@
+"""Write ``configs/<learner>_cub50.yaml`` for every zero-shot learner of ``paper_results/zsl_cub50.json``, so that
+the plain command ``fewzero eval --method NAME`` evaluates NAME as the table's attributes row did: on the features
+the table chose on validation classes, with the hyper-parameters it chose on them and its fixed settings (gcnzsl's
+class graph, ``zsl_common.FIXED``).
+
+    python benchmarks/zsl_configs.py           # after a rerun of benchmarks/zsl_cub.py
+    python benchmarks/zsl_configs.py --check   # exit 1 (naming the files) if a config differs from the table
+
+A test runs the check, so a table rerun that chooses other values cannot leave the configs behind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+from zsl_common import FIXED
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = ROOT / "paper_results" / "zsl_cub50.json"
+SEMANTICS = "attributes"
+
+
+def config_text(method: str, table: dict) -> str:
+    """The YAML of ``configs/<method>_cub50.yaml`` from the table's JSON (``paper_results/zsl_cub50.json``)."""
+    features = table["chosen_features"]
+    values = {"method": method, "dataset": "cub50", "semantics": SEMANTICS,
+              "data": {k: features[k] for k in ("heads", "weighting")},
+              "learner": {**FIXED.get(method, {}), **table["results"][SEMANTICS][method]["params"]}}
+    header = [f"# fewzero eval --method {method}   (read by default for {method} on cub50; --config, flags and --set "
+              f"win over it)",
+              f"# The {method} row of paper_results/zsl_cub50.md ({SEMANTICS} semantics, seed 0): the features the "
+              f"table chose on",
+              "# validation classes (data:) and the learner settings it chose on them, with its fixed ones "
+              "(learner:). The settings",
+              f"# were chosen for {SEMANTICS}; with --semantics text they are a starting point, not the text row's.",
+              "# Written by benchmarks/zsl_configs.py from paper_results/zsl_cub50.json; do not edit by hand."]
+    return "\n".join(header) + "\n" + yaml.safe_dump(values, sort_keys=False, default_flow_style=None)
+
+
+def configs(table: dict) -> dict[Path, str]:
+    """Path -> text of every learner's config."""
+    return {ROOT / "configs" / f"{m}_cub50.yaml": config_text(m, table) for m in sorted(table["results"][SEMANTICS])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 if a config differs")
+    args = parser.parse_args()
+    wanted = configs(json.loads(TABLE.read_text()))
+    stale = [path for path, text in wanted.items() if not path.is_file() or path.read_text() != text]
+    if args.check:
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} differs from {TABLE.relative_to(ROOT)}: run benchmarks/zsl_configs.py",
+                  file=sys.stderr)
+        sys.exit(1 if stale else 0)
+    for path in stale:
+        path.write_text(wanted[path])
+        print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="run only these of the random splits (1..--splits), e.g. to share them out among "
                              "processes that each write their own --cache")
     parser.add_argument("--seed", type=int, default=0, help="feature backbone seed")
+    parser.add_argument("--val-blind-features", action="store_true",
+                        help="train the feature backbone without the validation classes (to compare feature recipes "
+                             "by validation T1 on classes the features never saw)")
     parser.add_argument("--no-tune", action="store_true", help="use every learner's default hyper-parameters")
     parser.add_argument("--methods", nargs="+", default=None, help="learners (default: every registered one)")
     parser.add_argument("--out", default=str(ROOT / "paper_results" / "zsl_cub50"), help="output path stem")
@@ -229,7 +232,8 @@ def main(argv: list[str] | None = None) -> dict:
     names = args.methods or ZERO_SHOT.available()
     started = provenance()
     options = {"image_size": args.image_size, "epochs": args.epochs, "backbone": args.backbone,
-               "bbox_crop": not args.no_bbox_crop, "seed": args.seed, "text_source": args.text_source}
+               "bbox_crop": not args.no_bbox_crop, "seed": args.seed, "text_source": args.text_source,
+               **({"val_blind": True} if args.val_blind_features else {})}
     cache = Cache(Path(args.cache))
     cache.get_or_run("options", lambda: options)
     if cache.values["options"] != options:

@@ -76,6 +76,21 @@ def test_learner_training_sees_only_seen_classes(trained_on):
         assert all(tuple(r) in train_rows for r in x.tolist())
 
 
+def test_val_blind_features_never_train_on_the_validation_classes(trained_on):
+    """val_blind: the backbone learns from the seen training images of the non-validation classes only; the data
+    (splits, validation classes, items) is otherwise the same."""
+    data, fetched = trained_on
+    blind, blind_fetched = load_recording_training_images(val_blind=True)
+    cub = load_cub(classes=range(1, 51), image_size=16, bbox_crop=False, progress=False)
+    assert torch.equal(blind.val_classes, data.val_classes) and torch.equal(blind.train_y, data.train_y)
+    assert blind.info["val_blind"] and not data.info["val_blind"]
+    trained_classes = set(cub.labels[blind_fetched].tolist())
+    assert trained_classes == set(data.seen_classes.tolist()) - set(data.val_classes.tolist())
+    assert set(cub.labels[fetched].tolist()) == set(data.seen_classes.tolist())
+    with pytest.raises(FewzeroError, match="val_blind needs validation classes"):
+        load_zero_shot("cub50", "attributes", progress=False, cache=False, val_split=0, val_blind=True, **TINY)
+
+
 def test_unseen_images_in_backbone_training_are_refused():
     images = torch.zeros(6, 3, 16, 16, dtype=torch.uint8)
     labels = torch.tensor([0, 0, 1, 1, 2, 2])

@@ -30,8 +30,8 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
                image_size: int = 64, bbox_crop: bool = True, backbone: str = "resnet_small", epochs: int = 30,
                lr: float = 0.05, seed: int = 0, batch_size: int = 64, text_source: str = "both",
                text_model: str = "all-MiniLM-L6-v2", text_pooling: str | None = None, val_split: int = 1,
-               cache: bool = True,
-               heads: str = "classes", weighting: str = "fixed", class_split_seed: int = 0) -> ZeroShotData:
+               cache: bool = True, heads: str = "classes", weighting: str = "fixed", class_split_seed: int = 0,
+               val_blind: bool = False) -> ZeroShotData:
     """CUB-50: the images of CUB classes 001-050 under the proposed split, as learned features + semantics.
 
     Args:
@@ -50,10 +50,12 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
         class_split_seed: 0 keeps the proposed split; k >= 1 draws a seeded random split (``random_class_split``):
             10 unseen classes, 8 validation classes among the 40 seen, and a fifth of each seen class's images
             as its test images.
+        val_blind: train the feature backbone without the validation classes' images too, so that validation T1
+            measures transfer to classes the features never saw, as test T1 does (to choose a feature recipe on
+            validation classes: a backbone trained on them makes them easy, the more so the longer it trains).
     """
     from fewzero.data.cub import TEST_SEEN, TEST_UNSEEN, TRAINVAL, load_cub
     from fewzero.data.semantics import cub_attributes, cub_semantics
-    from fewzero.data.xlsa17 import dataset_folder
     from fewzero.zsl.features import image_features
 
     if semantics not in SEMANTICS:
@@ -65,21 +67,21 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
     train = (role == TRAINVAL).nonzero().squeeze(1)
     seen = cub.labels[train].unique()
     unseen = cub.labels[role == TEST_UNSEEN].unique()
-    features, facts = image_features(cub.images, cub.labels, train, forbidden_classes=unseen, backbone=backbone,
+    val_classes = random_val if class_split_seed else listed_val_classes(cub.class_names, seen, val_split, data_root)
+    backbone_train, forbidden = train, unseen
+    if val_blind:
+        if val_classes is None:
+            raise FewzeroError("val_blind needs validation classes: set val_split to 1, 2 or 3")
+        backbone_train = train[~torch.isin(cub.labels[train], val_classes)]
+        forbidden = torch.cat([unseen, val_classes])
+    features, facts = image_features(cub.images, cub.labels, backbone_train, forbidden_classes=forbidden,
+                                     backbone=backbone,
                                      epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, cache=cache,
                                      progress=progress, heads=heads, weighting=weighting,
                                      class_attributes=cub_attributes(cub.class_names, data_root))
     pooling = {} if text_pooling is None else {"text_pooling": text_pooling}
     matrix, described = cub_semantics(semantics, cub.class_names, data_root=data_root, text_source=text_source,
                                       text_model=text_model, **pooling)
-    val_classes = random_val
-    if val_split and not class_split_seed:
-        path = dataset_folder("CUB", data_root) / f"valclasses{val_split}.txt"
-        if not path.is_file():
-            raise FewzeroError(f"{path} is missing: put the xlsa17 class lists there, or use --set val_split=0")
-        listed = set(path.read_text().split())
-        kept = [i for i in seen.tolist() if cub.class_names[i] in listed]
-        val_classes = torch.tensor(kept, dtype=torch.long) if kept else None
     pick = lambda code: role == code  # noqa: E731
     return ZeroShotData(
         semantics=matrix, class_names=cub.class_names, seen_classes=seen, unseen_classes=unseen,
@@ -90,7 +92,21 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
         info={"dataset": "cub50", "semantics": described, "backbone": facts["backbone"],
               "input_size": facts["input_size"], "epochs": facts["epochs"],
               "feature_train_seconds": facts["train_seconds"], "bbox_crop": bbox_crop, "val_split": val_split,
-              "class_split_seed": class_split_seed, "features": facts})
+              "class_split_seed": class_split_seed, "val_blind": val_blind, "features": facts})
+
+
+def listed_val_classes(class_names, seen: torch.Tensor, val_split: int, data_root) -> torch.Tensor | None:
+    """The seen classes listed in xlsa17's ``valclasses<val_split>.txt`` (None for val_split 0 or none listed)."""
+    from fewzero.data.xlsa17 import dataset_folder
+
+    if not val_split:
+        return None
+    path = dataset_folder("CUB", data_root) / f"valclasses{val_split}.txt"
+    if not path.is_file():
+        raise FewzeroError(f"{path} is missing: put the xlsa17 class lists there, or use --set val_split=0")
+    listed = set(path.read_text().split())
+    kept = [i for i in seen.tolist() if class_names[i] in listed]
+    return torch.tensor(kept, dtype=torch.long) if kept else None
 
 
 def random_class_split(labels: torch.Tensor, seed: int, n_unseen: int = 10, n_val: int = 8,

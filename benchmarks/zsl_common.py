@@ -83,10 +83,12 @@ def tune(name: str, data, seed: int = 0, fixed: dict | None = None) -> dict:
 
 
 def run_learners(data, seed: int, do_tune: bool, curve_dir=None, names=None, label: str = "",
-                 fixed: dict | None = None) -> dict:
+                 fixed: dict | None = None, tune_data=None) -> dict:
     """Every registered zero-shot learner (or ``names``) tuned, fitted and evaluated: name -> result dict.
 
-    ``fixed`` maps a learner name to constructor arguments it always gets (not tuned), e.g. gcnzsl's graph."""
+    ``fixed`` maps a learner name to constructor arguments it always gets (not tuned), e.g. gcnzsl's graph.
+    ``tune_data``: the data whose validation classes choose the hyper-parameters (default ``data``), e.g. features
+    of a backbone that never saw the validation classes; the chosen learner is fitted and tested on ``data``."""
     from fewzero.evaluate_zsl import evaluate_zero_shot
     from fewzero.registry import ZERO_SHOT
 
@@ -94,7 +96,8 @@ def run_learners(data, seed: int, do_tune: bool, curve_dir=None, names=None, lab
     for name in names or ZERO_SHOT.available():
         started = time.perf_counter()
         extra = (fixed or {}).get(name)
-        tuning = tune(name, data, seed, extra) if do_tune else {"params": {}, "trials": []}
+        tuning = tune(name, data if tune_data is None else tune_data, seed, extra) if do_tune else {
+            "params": {}, "trials": []}
         curve = None if curve_dir is None else curve_dir / f"{name}_{label.replace('+', '_')}.png"
         report = evaluate_zero_shot(make_learner(name, tuning["params"], seed, extra), data, seed=seed,
                                     curve_path=curve)

@@ -57,18 +57,26 @@ class Runner:
     def __init__(self, args, options: dict, cache: Cache):
         self.args, self.options, self.cache = args, options, cache
 
-    def data(self, kind: str, heads: str, weighting: str, split: int = 0):
+    def data(self, kind: str, heads: str, weighting: str, split: int = 0, blind: bool = False):
+        """CUB-50 features (``blind``: from a backbone that never saw the validation classes either)."""
         from fewzero.zsl.loaders import load_zero_shot
 
+        options = {k: v for k, v in self.options.items() if k != "val_blind"}
         return load_zero_shot("cub50", kind, self.args.data_root, progress=True, heads=heads, weighting=weighting,
-                              class_split_seed=split, **self.options)
+                              class_split_seed=split, val_blind=blind, **options)
 
-    def run(self, data, names, kind: str, key: str, seed: int, curves: Path | None = None) -> dict:
+    def tuning_data(self, kind: str, heads: str, weighting: str, split: int = 0):
+        """The features hyper-parameters are chosen on: with --val-blind those of a backbone that never saw the
+        validation classes (as the test's features never saw the unseen ones); else None (the test's features)."""
+        return self.data(kind, heads, weighting, split, blind=True) if self.options.get("val_blind") else None
+
+    def run(self, data, names, kind: str, key: str, seed: int, curves: Path | None = None, tune_data=None) -> dict:
         fixed = {"gcnzsl": {"graph": class_graph(data)}} if "gcnzsl" in names else None
         out = {}
         for name in names:
             out[name] = self.cache.get_or_run(f"{key}|{kind}|{name}|seed{seed}", lambda: run_learners(
-                data, seed, not self.args.no_tune, curves, names=[name], label=kind, fixed=fixed)[name])
+                data, seed, not self.args.no_tune, curves, names=[name], label=kind, fixed=fixed,
+                tune_data=tune_data)[name])
         return out
 
 
@@ -88,7 +96,8 @@ def ablation(runner: Runner, configs: dict, learners) -> dict:
     rows = {}
     for label, (heads, weighting) in configs.items():
         data = runner.data("attributes", heads, weighting)
-        results = runner.run(data, learners, "attributes", f"ablation|{heads}|{weighting}", 0)
+        results = runner.run(data, learners, "attributes", f"ablation|{heads}|{weighting}", 0,
+                             tune_data=runner.tuning_data("attributes", heads, weighting))
         val = [r["val_t1"] for r in results.values() if r["val_t1"] is not None]
         rows[label] = {"heads": heads, "weighting": weighting, "features": features_facts(data), "results": results,
                        "mean_val_t1": sum(val) / len(val) if val else None}
@@ -110,18 +119,19 @@ def proposed(runner: Runner, heads: str, weighting: str, names, out: Path | None
     results, described, graphs, features = {}, {}, {}, None
     curves = None if out is None else out.with_name(out.name + "_curves")
     key = f"proposed|{heads}|{weighting}"
-    datasets = {}
+    datasets, tuning = {}, {}
     for kind in kinds:
         data = datasets[kind] = runner.data(kind, heads, weighting)
+        tuning[kind] = runner.tuning_data(kind, heads, weighting)
         described[kind], features = data.info["semantics"], features_facts(data)
-        results[kind] = runner.run(data, names, kind, key, 0, curves)
+        results[kind] = runner.run(data, names, kind, key, 0, curves, tune_data=tuning[kind])
         if "gcnzsl" in names:
             graphs[kind] = class_graph(data).statistics()
     headline = {}
     for row in headline_rows(results)[:2 if only_best else None]:
         kind, name = row
-        runs = [results[kind][name]] + [runner.run(datasets[kind], [name], kind, key, s)[name]
-                                        for s in seeds]
+        runs = [results[kind][name]] + [
+            runner.run(datasets[kind], [name], kind, key, s, tune_data=tuning[kind])[name] for s in seeds]
         headline[f"{name}|{kind}"] = [{k: r[k] for k in ("t1", "u", "s", "h", "calibrated_h")} for r in runs]
     for rows in results.values():
         for r in rows.values():
@@ -156,7 +166,8 @@ def splits(runner: Runner, heads: str, weighting: str, names, ids) -> dict:
     per_split = {}
     for split in ids:
         data = runner.data("attributes", heads, weighting, split)
-        results = runner.run(data, names, "attributes", f"split{split}|{heads}|{weighting}", 0)
+        results = runner.run(data, names, "attributes", f"split{split}|{heads}|{weighting}", 0,
+                             tune_data=runner.tuning_data("attributes", heads, weighting, split))
         per_split[split] = {"unseen_classes": [data.class_names[c] for c in data.unseen_classes.tolist()],
                             "feature_train_seconds": data.info["features"]["train_seconds"],
                             "results": {n: {k: r[k] for k in ("t1", "h", "calibrated_h", "val_t1", "params")}
@@ -207,9 +218,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="run only these of the random splits (1..--splits), e.g. to share them out among "
                              "processes that each write their own --cache")
     parser.add_argument("--seed", type=int, default=0, help="feature backbone seed")
-    parser.add_argument("--val-blind-features", action="store_true",
-                        help="train the feature backbone without the validation classes (to compare feature recipes "
-                             "by validation T1 on classes the features never saw)")
+    parser.add_argument("--val-blind", action="store_true",
+                        help="choose hyper-parameters and feature recipes on features of a backbone that never saw "
+                             "the validation classes (a second backbone); test on features of all seen classes")
     parser.add_argument("--no-tune", action="store_true", help="use every learner's default hyper-parameters")
     parser.add_argument("--methods", nargs="+", default=None, help="learners (default: every registered one)")
     parser.add_argument("--out", default=str(ROOT / "paper_results" / "zsl_cub50"), help="output path stem")
@@ -233,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = provenance()
     options = {"image_size": args.image_size, "epochs": args.epochs, "backbone": args.backbone,
                "bbox_crop": not args.no_bbox_crop, "seed": args.seed, "text_source": args.text_source,
-               **({"val_blind": True} if args.val_blind_features else {})}
+               **({"val_blind": True} if args.val_blind else {})}
     cache = Cache(Path(args.cache))
     cache.get_or_run("options", lambda: options)
     if cache.values["options"] != options:

@@ -154,7 +154,8 @@ def command_line(out: dict) -> list[str]:
     kind, results = next(iter(out["results"].items()))
     name = max(results, key=lambda n: results[n]["t1"])
     defaults = {k: v.default for k, v in inspect.signature(load_cub50).parameters.items()}
-    changed = {k: v for k, v in out["config"].items() if k in defaults and v != defaults[k]}  # e.g. a quick run's
+    changed = {k: v for k, v in out["config"].items()  # e.g. a quick run's; the test features never are val-blind
+               if k in defaults and v != defaults[k] and k != "val_blind"}
     sets = [f"data.heads={f.get('heads', 'classes')}", f"data.weighting={f.get('weighting', 'fixed')}",
             *(f"data.{k}={v}" for k, v in changed.items()),
             *(f"{k}={_yaml(v)}" for k, v in learner_settings(name, results[name]["params"]).items())]
@@ -228,7 +229,10 @@ def render(out: dict) -> str:
               *command_line(out), "## Tuning", "",
               ("Hyper-parameters: the best validation T1 over a small grid (benchmarks/zsl_common.py GRIDS), fitted "
                f"on the seen classes minus the {len(d['val_classes'])} validation classes (learners without a grid "
-               "keep their defaults)" if c["tune"] else "Hyper-parameters: defaults") +
+               "keep their defaults)" + (", on the features of a second backbone trained without the validation "
+                                         "classes (--val-blind), so that they are as new to the features as the "
+                                         "unseen classes are to the test's" if c.get("val_blind") else "")
+               if c["tune"] else "Hyper-parameters: defaults") +
               f"; validation classes: {', '.join(d['val_classes'])}.", *grid_lines(out), "",
               "## Provenance", "", f"- command: `{prov['command']}`", f"- config: `{json.dumps({k: v for k, v in c.items() if k != 'grids'})}`",
               f"- seed: {out['seed']} (features); learner seeds 0 (tables), 0-2 (headline rows)",

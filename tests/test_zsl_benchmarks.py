@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from benchmark_scripts import load_script
 from zsl_synthetic import linear_problem
@@ -169,3 +170,33 @@ def test_every_zero_shot_learner_of_the_table_ships_the_config_the_plain_command
         assert set(configs.FIXED.get(method, {})) <= set(built[method])
     features = {k: table["chosen_features"][k] for k in ("heads", "weighting")}
     assert len(options) == len(built) and all({k: o[k] for k in features} == features for o in options)
+
+
+def test_hyper_parameters_are_chosen_on_the_tuning_data_and_scored_on_the_data():
+    """run_learners(data, tune_data=...) (zsl_cub --val-blind): the grid point is the one tune_data's validation
+    classes choose, and the reported T1 is that learner fitted and tested on data."""
+    from fewzero.evaluate_zsl import evaluate_zero_shot
+
+    common = load_script("zsl_common")
+    data, tune_data = linear_problem(seed=0, noise=2.0), linear_problem(seed=5, noise=2.0)
+    chosen = {seed: common.tune("eszsl", d)["params"] for seed, d in ((0, data), (5, tune_data))}
+    result = common.run_learners(data, 0, True, names=["eszsl"], tune_data=tune_data)["eszsl"]
+    assert result["params"] == chosen[5]
+    assert result["t1"] == evaluate_zero_shot(common.make_learner("eszsl", chosen[5], 0), data, seed=0).t1
+    assert common.run_learners(data, 0, True, names=["eszsl"])["eszsl"]["params"] == chosen[0]
+
+
+def test_val_blind_runs_tune_on_a_backbone_without_the_validation_classes_and_test_on_the_full_one(data_root):
+    from types import SimpleNamespace
+
+    script = load_script("zsl_cub")
+    options = {"image_size": 16, "epochs": 1, "bbox_crop": False, "backbone": "resnet_small", "seed": 0,
+               "text_source": "both"}
+    args = SimpleNamespace(data_root=str(data_root), no_tune=False)
+    plain = script.Runner(args, options, cache=None)
+    blind = script.Runner(args, {**options, "val_blind": True}, cache=None)
+    assert plain.tuning_data("attributes", "classes", "fixed") is None
+    tuning, test = (blind.tuning_data("attributes", "classes", "fixed"), blind.data("attributes", "classes", "fixed"))
+    assert tuning.info["val_blind"] and not test.info["val_blind"]
+    assert torch.equal(tuning.val_classes, test.val_classes) and not torch.equal(tuning.train_x, test.train_x)
+    assert torch.equal(test.train_x, plain.data("attributes", "classes", "fixed").train_x)

@@ -136,11 +136,13 @@ def earlier_cub_runs(previous: dict, features: dict, params: dict[str, dict]) ->
 
         earlier.append({"what": FIRST_CUB_RUN, **previous["first_run"]})
     own = previous.get("features", {"heads": "classes", "weighting": "fixed"})
-    if (own["heads"], own["weighting"]) != (features["heads"], features["weighting"]) or previous["params"] != params:
+    recipe = lambda f: {k: v for k, v in f.items() if k != "why"}  # noqa: E731 (heads, weighting, e.g. epochs)
+    if recipe(own) != recipe(features) or previous["params"] != params:
         singles = previous["singles"]
         best = max(singles, key=lambda n: singles[n]["t1"])
         changed = [f"{n} {json.dumps(p)}" for n, p in previous["params"].items() if n in params and params[n] != p]
-        earlier.append({"what": f"features {own['heads']} ({own['weighting']} weights), members "
+        more = "".join(f", {k} {v}" for k, v in recipe(own).items() if k not in ("heads", "weighting"))
+        earlier.append({"what": f"features {own['heads']} ({own['weighting']} weights{more}), members "
                                 f"{', '.join(previous['params'])}"
                                 + (f", member hyper-parameters {'; '.join(changed)}" if changed else ""),
                         "run": previous.get("run", {}),
@@ -164,7 +166,7 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
     from fewzero.registry import ZERO_SHOT
     from fewzero.zsl.loaders import load_zero_shot
 
-    from zsl_common import FIXED
+    from zsl_common import FIXED, table_data_options
 
     from fewzero.zsl.graph_settings import resolve_graph
 
@@ -173,10 +175,9 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
     # each member as zsl_cub50 ran it: its fixed settings (gcnzsl's class graph) and the values validation chose
     params = {m: {**FIXED.get(m, {}), **chosen[m]["params"]} for m in ZSL_MEMBERS if m in chosen}
     names = [m for m in ZSL_MEMBERS if m in params]
-    options = {"image_size": 32, "epochs": 1} if args.quick else {}
-    # the features the members' hyper-parameters were chosen on
-    data = load_zero_shot("cub50", semantics="attributes", progress=not args.quiet, heads=features["heads"],
-                          weighting=features["weighting"], **options)
+    # the features of the table whose hyper-parameters the members take
+    options = {**table_data_options(table), **({"image_size": 32, "epochs": 1} if args.quick else {})}
+    data = load_zero_shot("cub50", semantics="attributes", progress=not args.quiet, **options)
 
     def build(name):
         parameters = ZERO_SHOT.parameters(name)
@@ -186,7 +187,10 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
     def summary(report) -> dict:
         return {k: getattr(report, k) for k in ("t1", "u", "s", "h", "calibrated_u", "calibrated_s", "calibrated_h",
                                                  "gamma", "ausuc", "seconds", "members", "disagreement")}
-    tag = ("quick" if args.quick else "full") + f"/{features['heads']}|{features['weighting']}"
+    beyond = {k: v for k, v in table_data_options(table).items() if k not in ("heads", "weighting")}  # e.g. epochs
+    tag = ("quick" if args.quick else "full") + f"/{features['heads']}|{features['weighting']}" + (
+        f"|{json.dumps(beyond, sort_keys=True)}" if beyond else "")
+    features = {**features, **beyond}
     keys = {n: cub_member_key(n, params[n]) for n in names}
     singles = {n: cache.get_or_run(f"cub50/{tag}/single/{keys[n]}", lambda n=n: summary(
         evaluate_zero_shot(build(n), data, seed=0))) for n in names}

@@ -49,6 +49,20 @@ GRIDS = {
 FIXED = {"gcnzsl": {"graph": {"taxonomy": True, "knn": 0}}}
 
 
+def table_data_options(table: dict) -> dict:
+    """The dataset loader's options that give the features of a zsl_cub report's tables (``table``: its JSON):
+    the chosen heads and weighting, and every option of its run that is not ``load_cub50``'s default (e.g. a quick
+    run's image size, or more epochs); never ``val_blind``, which only the tuning features had."""
+    import inspect
+
+    from fewzero.zsl.loaders import load_cub50
+
+    defaults = {k: v.default for k, v in inspect.signature(load_cub50).parameters.items()}
+    changed = {k: v for k, v in table["config"].items() if k in defaults and v != defaults[k] and k != "val_blind"}
+    return {"heads": table["chosen_features"].get("heads", "classes"),
+            "weighting": table["chosen_features"].get("weighting", "fixed"), **changed}
+
+
 def make_learner(name: str, params: dict, seed: int, fixed: dict | None = None):
     """``name`` with the tuned ``params``, the run's ``seed`` and ``fixed`` arguments (e.g. a class graph)."""
     from fewzero.registry import ZERO_SHOT

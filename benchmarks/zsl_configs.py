@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from zsl_common import FIXED
+from zsl_common import FIXED, table_data_options
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "paper_results" / "zsl_cub50.json"
@@ -25,9 +25,7 @@ SEMANTICS = "attributes"
 
 def config_text(method: str, table: dict) -> str:
     """The YAML of ``configs/<method>_cub50.yaml`` from the table's JSON (``paper_results/zsl_cub50.json``)."""
-    features = table["chosen_features"]
-    values = {"method": method, "dataset": "cub50", "semantics": SEMANTICS,
-              "data": {k: features[k] for k in ("heads", "weighting")},
+    values = {"method": method, "dataset": "cub50", "semantics": SEMANTICS, "data": table_data_options(table),
               "learner": {**FIXED.get(method, {}), **table["results"][SEMANTICS][method]["params"]}}
     header = [f"# fewzero eval --method {method}   (read by default for {method} on cub50; --config, flags and --set "
               f"win over it)",

@@ -146,18 +146,11 @@ def graph_section(out: dict) -> list[str]:
 
 def command_line(out: dict) -> list[str]:
     """How to score a cell of the tables with ``fewzero eval`` (same features, hyper-parameters and seed)."""
-    import inspect
+    from zsl_common import table_data_options
 
-    from fewzero.zsl.loaders import load_cub50
-
-    f = out["features"]
     kind, results = next(iter(out["results"].items()))
     name = max(results, key=lambda n: results[n]["t1"])
-    defaults = {k: v.default for k, v in inspect.signature(load_cub50).parameters.items()}
-    changed = {k: v for k, v in out["config"].items()  # e.g. a quick run's; the test features never are val-blind
-               if k in defaults and v != defaults[k] and k != "val_blind"}
-    sets = [f"data.heads={f.get('heads', 'classes')}", f"data.weighting={f.get('weighting', 'fixed')}",
-            *(f"data.{k}={v}" for k, v in changed.items()),
+    sets = [*(f"data.{k}={v}" for k, v in table_data_options({**out, "chosen_features": out["features"]}).items()),
             *(f"{k}={_yaml(v)}" for k, v in learner_settings(name, results[name]["params"]).items())]
     return [f"A cell from the command line, e.g. {name} with {kind} semantics (T1 {fmt(results[name]['t1'])}): "
             f"`fewzero eval --method {name} --dataset cub50 --semantics {kind} "

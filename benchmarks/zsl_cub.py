@@ -100,7 +100,8 @@ def ablation(runner: Runner, configs: dict, learners) -> dict:
                              tune_data=runner.tuning_data("attributes", heads, weighting))
         val = [r["val_t1"] for r in results.values() if r["val_t1"] is not None]
         rows[label] = {"heads": heads, "weighting": weighting, "features": features_facts(data), "results": results,
-                       "mean_val_t1": sum(val) / len(val) if val else None}
+                       "mean_val_t1": sum(val) / len(val) if val else None,
+                       "val_blind": bool(runner.options.get("val_blind"))}
     return rows
 
 

@@ -47,7 +47,13 @@ def ablation_section(out: dict) -> list[str]:
              "four fast embedding learners tuned on the validation classes and evaluated on each. The features of "
              f"the tables below: **{out['chosen_features']['heads']}, {out['chosen_features']['weighting']} "
              f"weights** ({out['chosen_features']['why']}). Validation T1 is the mean over the four learners of "
-             "their best validation T1 (validation classes only); test columns: T1 / calibrated H.", "",
+             "their best validation T1 (validation classes only); test columns: T1 / calibrated H. "
+             + ("Validation T1 here comes from features of a second backbone trained without the validation classes "
+                "(--val-blind)." if all(row.get("val_blind") for row in rows.values()) else
+                "**Validation T1 here comes from features whose backbone trained on the validation classes** (this "
+                "ablation ran before --val-blind): it measures how well the learners separate classes the features "
+                "were fitted to, not transfer to new ones, and rates every configuration far above its test T1."),
+             "",
              "| features | mean val. T1 | " + " | ".join(f"{n} T1 / cal. H" for n in learners) +
              " | train (s) | last-epoch training metrics |",
              "| --- | --- | " + " | ".join("---" for _ in learners) + " | --- | --- |"]

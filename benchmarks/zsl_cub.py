@@ -171,6 +171,7 @@ def splits(runner: Runner, heads: str, weighting: str, names, ids) -> dict:
                              tune_data=runner.tuning_data("attributes", heads, weighting, split))
         per_split[split] = {"unseen_classes": [data.class_names[c] for c in data.unseen_classes.tolist()],
                             "feature_train_seconds": data.info["features"]["train_seconds"],
+                            "val_blind": bool(runner.options.get("val_blind")),
                             "results": {n: {k: r[k] for k in ("t1", "h", "calibrated_h", "val_t1", "params")}
                                         for n, r in results.items()}}
     return per_split

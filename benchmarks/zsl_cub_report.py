@@ -108,7 +108,12 @@ def splits_section(out: dict) -> list[str]:
              "Each split (`class_split_seed` 1..k of `fewzero.zsl.loaders.random_class_split`): 10 random unseen "
              "classes, 8 validation classes drawn from the 40 seen ones, a fifth of each seen class's images as its "
              "test images; the feature backbone retrained on that split's seen training images only; every learner "
-             "tuned on that split's validation classes. Mean ± std over the splits; rank by mean T1, beside the rank "
+             "tuned on that split's validation classes"
+             + (" (on the features of a second backbone trained without them, --val-blind)"
+                if all(s.get("val_blind") for s in per_split.values()) else
+                " (on features whose backbone trained on them: these splits ran before --val-blind)"
+                if out["config"].get("val_blind") else "") +
+             ". Mean ± std over the splits; rank by mean T1, beside the rank "
              "on the proposed split. Claims that one learner beats another rest on these columns. The splits "
              "differ in difficulty far more than the learners do, so the paired column compares each learner "
              "with the first-ranked one split by split (mean ± std of the differences; a learner is behind it "

@@ -195,6 +195,7 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
     singles = {n: cache.get_or_run(f"cub50/{tag}/single/{keys[n]}", lambda n=n: summary(
         evaluate_zero_shot(build(n), data, seed=0))) for n in names}
     results = {"params": params, "singles": singles, "features": features,
+               "zsl_table_t1": {n: chosen[n]["t1"] for n in names},  # what zsl_cub50.md said when this run read it
                "data": {k: v for k, v in data.info.items() if isinstance(v, (str, int, float, bool))}}
     if previous is not None:
         results["earlier"] = earlier_cub_runs(previous, features, params)

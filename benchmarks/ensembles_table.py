@@ -143,7 +143,7 @@ def _cub(r: dict) -> list[str]:
              "| learner | T1 | vs best single | target (+2) | u | s | H | cal. H | AUSUC |"
              + (" T1 in zsl_cub50.md |" if "features" in r else ""),
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if "features" in r else "")]
-    reference = _zsl_table_t1() if "features" in r else None
+    reference = r.get("zsl_table_t1") or (_zsl_table_t1() if "features" in r else None)  # as the run read it
     for combine in ("mean_prob", "stacking"):
         e = r[combine]
         gain = e["t1"] - singles[best]["t1"]
@@ -156,11 +156,13 @@ def _cub(r: dict) -> list[str]:
                      + (f" {reference[name]:.1f} |" if reference is not None and name in reference else
                         " - |" if reference is not None else ""))
     if reference is not None:
-        lines += ["", "The last column is each learner's T1 in zsl_cub50.md: the same recipe, hyper-parameters and seed, "
-                      "on features from another training of the same backbone (trained on another machine or thread "
-                      "count, so with other float rounding). The two columns differ by how much a single learner's T1 "
-                      "moves when only the feature training's rounding changes; the ensembles are compared with the "
-                      "singles of their own features."]
+        same = all(abs(singles[n]["t1"] - reference[n]) < 1e-9 for n in singles if n in reference)
+        lines += ["", "The last column is each learner's T1 in zsl_cub50.md: the same recipe, hyper-parameters and seed"
+                      + (", on the same cached features, so the two columns agree to the last digit." if same else
+                         ", on features from another training of the same backbone (trained on another machine or "
+                         "thread count, so with other float rounding). The two columns differ by how much a single "
+                         "learner's T1 moves when only the feature training's rounding changes; the ensembles are "
+                         "compared with the singles of their own features.")]
     st = r["stacking"]
     names = list(st["members"])
     lines += ["", "- member hyper-parameters (chosen on validation classes in zsl_cub50.json): "

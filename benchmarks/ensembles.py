@@ -199,7 +199,7 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
                "data": {k: v for k, v in data.info.items() if isinstance(v, (str, int, float, bool))}}
     if previous is not None:
         results["earlier"] = earlier_cub_runs(previous, features, params)
-    for combine in ("mean_prob", "stacking"):
+    for combine in getattr(args, "combiners", COMBINERS):
         def run(combine=combine):
             learner = ZeroShotEnsemble([build(n) for n in names], names=names, combine=combine, seed=0, splits=3)
             report = evaluate_zero_shot(learner, data, seed=0)
@@ -223,6 +223,9 @@ def last_run_of(meta: dict, part: str) -> dict:
     return {}
 
 
+COMBINERS = ("mean_prob", "stacking")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "paper_results")
@@ -233,6 +236,11 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json (no evaluation)")
     parser.add_argument("--note", default="", help="conditions worth recording (e.g. other jobs on the machine)")
+    parser.add_argument("--combiners", nargs="+", choices=COMBINERS, default=list(COMBINERS),
+                        help="CUB-50: run only these combiners, writing --cache only (a share of the work for one "
+                             "process); a run of both, with --absorb, writes the table")
+    parser.add_argument("--absorb", nargs="+", type=Path, default=[], metavar="CACHE",
+                        help="first take the results of these caches (written by --combiners shares) into --cache")
     args = parser.parse_args()
 
     from ensembles_table import render, write_table
@@ -241,7 +249,14 @@ def main() -> None:
         return render(args.out)
     args.cache.parent.mkdir(parents=True, exist_ok=True)
     cache = Cache(args.cache)
+    for other in args.absorb:
+        print(f"{other}: {cache.absorb(other)} results taken into {args.cache}")
     started = provenance()
+    if set(args.combiners) != set(COMBINERS):
+        if args.part != "cub50":
+            raise SystemExit("--combiners is a share of the CUB-50 part: pass --part cub50")
+        run_cub50(args, cache)
+        return print(f"{', '.join(args.combiners)} in {args.cache}; the table needs both combiners (--absorb it)")
     results = {}
     if args.part in ("omniglot", "both"):
         results["omniglot"] = run_omniglot(args, cache)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from benchmark_scripts import BENCHMARKS, load_script
 
 
@@ -115,3 +117,32 @@ def test_the_omniglot_table_says_when_its_members_weights_have_changed(monkeypat
     assert table._stale({"members": members, "members_digest": current}) == []
     assert "other weights" in table._stale({"members": members, "members_digest": "0" * 12})[0]
     assert "did not record" in table._stale({"members": members})[0]
+
+
+def test_a_combiner_share_writes_its_cache_only_and_a_full_run_absorbs_it(tmp_path, monkeypatch, capsys):
+    """--combiners runs a share of the CUB-50 part into its own --cache and writes no table; --absorb takes a
+    share's results into the run's cache before it starts."""
+    import sys
+
+    ensembles = load_script("ensembles")
+    calls = []
+
+    def fake_run(args, cache, previous=None):
+        calls.append(list(args.combiners))
+        cache.get_or_run(f"cub50/{args.combiners[0]}", lambda: {"t1": 1.0})
+        return {}
+    monkeypatch.setattr(ensembles, "run_cub50", fake_run)
+    share = tmp_path / "share.json"
+    monkeypatch.setattr(sys, "argv", ["ensembles.py", "--part", "cub50", "--combiners", "stacking", "--cache",
+                                      str(share), "--out", str(tmp_path / "out")])
+    ensembles.main()
+    assert calls == [["stacking"]] and not (tmp_path / "out").exists()
+    assert "the table needs both combiners" in capsys.readouterr().out
+    main_cache = tmp_path / "main.json"
+    monkeypatch.setattr(sys, "argv", ["ensembles.py", "--part", "cub50", "--combiners", "mean_prob", "--cache",
+                                      str(main_cache), "--absorb", str(share), "--out", str(tmp_path / "out")])
+    ensembles.main()
+    assert set(json.loads(main_cache.read_text())) == {"cub50/stacking", "cub50/mean_prob"}
+    monkeypatch.setattr(sys, "argv", ["ensembles.py", "--part", "both", "--combiners", "stacking"])
+    with pytest.raises(SystemExit, match="pass --part cub50"):
+        ensembles.main()

@@ -1,7 +1,8 @@
 """Write ``configs/<learner>_cub50.yaml`` for every zero-shot learner of ``paper_results/zsl_cub50.json``, so that
 the plain command ``fewzero eval --method NAME`` evaluates NAME as the table's attributes row did: on the features
 the table chose on validation classes, with the hyper-parameters it chose on them and its fixed settings (gcnzsl's
-class graph, ``zsl_common.FIXED``).
+class graph, ``zsl_common.FIXED``); and ``configs/ensemble_cub50.yaml``, every one of them as an ensemble member,
+as ``benchmarks/ensembles.py`` runs them.
 
     python benchmarks/zsl_configs.py           # after a rerun of benchmarks/zsl_cub.py
     python benchmarks/zsl_configs.py --check   # exit 1 (naming the files) if a config differs from the table
@@ -38,9 +39,30 @@ def config_text(method: str, table: dict) -> str:
     return "\n".join(header) + "\n" + yaml.safe_dump(values, sort_keys=False, default_flow_style=None)
 
 
+ENSEMBLE_HEADER = """# fewzero eval --method ensemble --config configs/ensemble_cub50.yaml
+# Every zero-shot learner of paper_results/zsl_cub50.md as a member, on the features that table chose on validation
+# classes (data:) with the hyper-parameters it chose on them and its fixed settings (params:), as
+# benchmarks/ensembles.py runs it. The combiner is fitted on seen classes held out as pseudo-unseen, never on test
+# items or unseen classes. The feature generators (cvae, fclswgan, tfvaegan) are refitted for each held-out split
+# and take most of the time. Written by benchmarks/zsl_configs.py from paper_results/zsl_cub50.json.
+"""
+
+
+def ensemble_config_text(table: dict, members) -> str:
+    """The YAML of ``configs/ensemble_cub50.yaml``: ``members`` (learner names, in order) of the table."""
+    rows = table["results"][SEMANTICS]
+    values = {"method": "ensemble", "dataset": "cub50", "semantics": SEMANTICS, "data": table_data_options(table),
+              "learner": {"combine": "stacking", "members": [
+                  {"method": m, "params": {**FIXED.get(m, {}), **rows[m]["params"]}} for m in members if m in rows]}}
+    return ENSEMBLE_HEADER + yaml.safe_dump(values, sort_keys=False, default_flow_style=None)
+
+
 def configs(table: dict) -> dict[Path, str]:
-    """Path -> text of every learner's config."""
-    return {ROOT / "configs" / f"{m}_cub50.yaml": config_text(m, table) for m in sorted(table["results"][SEMANTICS])}
+    """Path -> text of every learner's config and of the ensemble's."""
+    from ensembles import ZSL_MEMBERS
+
+    return {**{ROOT / "configs" / f"{m}_cub50.yaml": config_text(m, table) for m in sorted(table["results"][SEMANTICS])},
+            ROOT / "configs" / "ensemble_cub50.yaml": ensemble_config_text(table, ZSL_MEMBERS)}
 
 
 def main() -> None:

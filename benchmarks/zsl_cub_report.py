@@ -148,7 +148,7 @@ def graph_section(out: dict) -> list[str]:
              "Built from the 50 class names only (`fewzero.zsl.class_graph.build_class_graph`, CUB taxonomy: classes "
              "sharing the last word of their name share a parent node); node features are the row's semantics; no "
              "image is used. k-NN edges in attribute space are left out: they lowered gcnzsl's validation T1 (see "
-             "`class_graph` in benchmarks/zsl_cub.py). Propagation (GCN or DGP) is tuned on the validation "
+             "`FIXED` in benchmarks/zsl_common.py). Propagation (GCN or DGP) is tuned on the validation "
              "classes.", "", "| semantics | statistics |", "| --- | --- |"]
     for kind, stats in out["graphs"].items():
         lines.append(f"| {kind} | {', '.join(f'{k}: {v}' for k, v in stats.items())} |")

@@ -164,11 +164,9 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
     from fewzero.ensemble import ZeroShotEnsemble
     from fewzero.evaluate_zsl import evaluate_zero_shot
     from fewzero.registry import ZERO_SHOT
-    from fewzero.zsl.loaders import load_zero_shot
-
-    from zsl_common import FIXED, table_data_options
-
     from fewzero.zsl.graph_settings import resolve_graph
+    from fewzero.zsl.loaders import load_zero_shot
+    from zsl_common import FIXED, table_data_options
 
     table = json.loads((ROOT / "paper_results/zsl_cub50.json").read_text())
     chosen, features = table["results"]["attributes"], table["chosen_features"]

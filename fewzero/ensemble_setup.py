@@ -26,8 +26,8 @@ from fewzero.errors import FewzeroError
 from fewzero.evaluate import member_logits_on_episodes
 from fewzero.pretrained import default_checkpoint
 from fewzero.registry import LEARNERS, ZERO_SHOT
-from fewzero.zsl.graph_settings import resolve_graph
 from fewzero.train import episode_sampler, load_split
+from fewzero.zsl.graph_settings import resolve_graph
 
 MEMBER_KEYS = {"few-shot": ("method", "checkpoint", "settings"), "zero-shot": ("method", "params")}
 ZERO_SHOT_ENSEMBLE_OPTIONS = ("combine", "names", "holdout", "splits", "generalized", "seed", "calibrate", "step",

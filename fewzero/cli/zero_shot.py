@@ -111,9 +111,7 @@ def eval_from_args(args: argparse.Namespace) -> ZeroShotReport:
     dataset, semantics, seed, learner settings and dataset options (``data:``); ``--set key=value`` sets a learner
     option (``learner.key`` or a name the learner takes) or a dataset option (``data.key`` or any other name); flags
     win over the config; ``--records`` saves the report JSON and the seen-unseen curve PNG beside it."""
-    from fewzero.config import parse_override
-
-    from fewzero.config import default_config_path
+    from fewzero.config import default_config_path, parse_override
 
     parameters = ZERO_SHOT.parameters(args.method)
     path = getattr(args, "config", None)

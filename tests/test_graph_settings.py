@@ -8,6 +8,7 @@ import yaml
 from zsl_synthetic import linear_problem
 
 from fewzero.cli import main
+from fewzero.config import CONFIG_DIR
 from fewzero.data.semantics import cub_attributes, cub_class_folders
 from fewzero.data.zero_shot import ZeroShotData
 from fewzero.ensemble_setup import zero_shot_ensemble
@@ -127,3 +128,23 @@ def test_the_plain_command_evaluates_gcnzsl_as_the_table_ran_it(capfd, monkeypat
     assert built[0]["propagation"] == table["results"]["attributes"]["gcnzsl"]["params"]["propagation"]
     assert {k: options[0][k] for k in ("heads", "weighting")} == {
         k: table["chosen_features"][k] for k in ("heads", "weighting")}
+
+
+def test_fewzero_tune_starts_from_the_shipped_config_and_its_best_yaml_keeps_the_features(monkeypatch, tmp_path):
+    """A zero-shot study reads configs/<method>_<dataset>.yaml (or --config) like fewzero eval: its features
+    (data:) load the data and go into best.yaml, its learner settings (gcnzsl's graph included) start every trial."""
+    import fewzero.zsl.loaders as loaders
+    from fewzero.tune import ObjectiveSpec
+
+    data, options = cub_like(), []
+    monkeypatch.setattr(loaders, "load_zero_shot", lambda *a, **kw: options.append(kw) or data)
+    objective = ObjectiveSpec("gcnzsl", "zero-shot").build()
+    shipped = yaml.safe_load((CONFIG_DIR / "gcnzsl_cub50.yaml").read_text())
+    assert {k: options[0][k] for k in shipped["data"]} == shipped["data"]
+    assert same_graph(objective.learner_args({})["graph"],
+                      build_class_graph(data.class_names, data.semantics, **shipped["learner"]["graph"]))
+    assert objective.best_config({"propagation": "gcn"}, {})["data"] == shipped["data"]
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump({"method": "eszsl", "data": {"heads": "classes"}, "learner": {"lam": 1.0}}))
+    objective = ObjectiveSpec("eszsl", "zero-shot", config_path=str(own)).build()
+    assert options[1]["heads"] == "classes" and objective.learner_args({})["lam"] == 1.0

@@ -50,13 +50,16 @@ class ZeroShotObjective:
         data: a ``ZeroShotData``; ``validation_problem(data, seed)`` is built once.
         metric: ``t1`` (zero-shot accuracy on the validation classes) or ``h`` (generalized harmonic mean).
         seed: the learner's seed (when it takes one) and the validation split's.
-        base: learner settings every trial starts from (a config's ``learner:`` mapping).
+        base: learner settings every trial starts from (a config's ``learner:`` mapping; a gcnzsl ``graph``
+            mapping is built on ``data``).
+        data_options: the dataset loader's options ``data`` was loaded with (a config's ``data:``), written into
+            ``best.yaml`` so that ``fewzero eval --config best.yaml`` scores the features the study tuned on.
     """
 
     kind = "zero-shot"
 
     def __init__(self, method: str, data, *, metric: str = "t1", seed: int = 0, base: dict | None = None,
-                 dataset: str = "", semantics: str = ""):
+                 dataset: str = "", semantics: str = "", data_options: dict | None = None):
         from fewzero.zsl.graph_settings import resolve_graph
         from fewzero.zsl.splits import validation_problem
 
@@ -64,6 +67,7 @@ class ZeroShotObjective:
             raise FewzeroError(f"--metric {metric} does not apply to zero-shot learners: choose t1 or h")
         self.method, self.metric, self.seed = method, metric, seed
         self.base, self.dataset, self.semantics = dict(base or {}), dataset, semantics
+        self.data_options = dict(data_options or {})
         self.parameters = ZERO_SHOT.parameters(method)
         self.problem = validation_problem(data, seed)
         self.graph = resolve_graph(self.base, data).get("graph")  # a gcnzsl graph named in the base settings
@@ -91,7 +95,7 @@ class ZeroShotObjective:
     def best_config(self, values: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
         learner = {key.removeprefix("learner."): value for key, value in {**self.base, **fixed, **values}.items()}
         return {"method": self.method, "dataset": self.dataset, "semantics": self.semantics, "seed": self.seed,
-                "learner": learner}
+                **({"data": self.data_options} if self.data_options else {}), "learner": learner}
 
 
 class _FewShot:

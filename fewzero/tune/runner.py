@@ -58,15 +58,21 @@ class ObjectiveSpec:
         from fewzero.tune import objectives
 
         if self.kind == "zero-shot":
-            from fewzero.config import read_yaml
+            from fewzero.config import default_config_path, read_yaml
             from fewzero.zsl.loaders import load_zero_shot
 
-            base = read_yaml(self.config_path).get("learner", {}) if self.config_path else {}
-            data = load_zero_shot(self.dataset or "cub50", semantics=self.semantics, data_root=self.data_root,
-                                  progress=progress)
+            dataset = self.dataset or "cub50"
+            # like fewzero eval: the --config, else the shipped configs/<method>_<dataset>.yaml (the table's features)
+            path = self.config_path or (default_config_path(self.method, dataset)
+                                        if default_config_path(self.method, dataset).is_file() else None)
+            values = read_yaml(path) if path else {}
+            data_options = values.get("data") or {}
+            data = load_zero_shot(dataset, semantics=self.semantics, data_root=self.data_root, progress=progress,
+                                  **data_options)
             return objectives.ZeroShotObjective(self.method, data, metric=self.metric or "t1", seed=self.seed,
-                                                base={**base, **self.overrides}, dataset=self.dataset or "cub50",
-                                                semantics=self.semantics)
+                                                base={**values.get("learner", {}), **self.overrides},
+                                                dataset=dataset, semantics=self.semantics,
+                                                data_options=data_options)
         if self.metric not in (None, "accuracy"):
             raise FewzeroError(f"--metric {self.metric} does not apply to few-shot learners: use accuracy")
         config_args = dict(dataset=self.dataset, config_path=self.config_path, overrides=self.overrides,

@@ -166,12 +166,12 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
     from fewzero.registry import ZERO_SHOT
     from fewzero.zsl.graph_settings import resolve_graph
     from fewzero.zsl.loaders import load_zero_shot
-    from zsl_common import FIXED, table_data_options
+    from zsl_common import table_data_options, table_params
 
     table = json.loads((ROOT / "paper_results/zsl_cub50.json").read_text())
     chosen, features = table["results"]["attributes"], table["chosen_features"]
     # each member as zsl_cub50 ran it: its fixed settings (gcnzsl's class graph) and the values validation chose
-    params = {m: {**FIXED.get(m, {}), **chosen[m]["params"]} for m in ZSL_MEMBERS if m in chosen}
+    params = {m: table_params(table, m) for m in ZSL_MEMBERS if m in chosen}
     names = [m for m in ZSL_MEMBERS if m in params]
     # the features of the table whose hyper-parameters the members take
     options = {**table_data_options(table), **({"image_size": 32, "epochs": 1} if args.quick else {})}
@@ -197,7 +197,7 @@ def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
                "data": {k: v for k, v in data.info.items() if isinstance(v, (str, int, float, bool))}}
     if previous is not None:
         results["earlier"] = earlier_cub_runs(previous, features, params)
-    for combine in getattr(args, "combiners", COMBINERS):
+    for combine in args.combiners:
         def run(combine=combine):
             learner = ZeroShotEnsemble([build(n) for n in names], names=names, combine=combine, seed=0, splits=3)
             report = evaluate_zero_shot(learner, data, seed=0)

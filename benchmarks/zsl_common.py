@@ -49,6 +49,12 @@ GRIDS = {
 FIXED = {"gcnzsl": {"graph": {"taxonomy": True, "knn": 0}}}
 
 
+def table_params(table: dict, method: str, semantics: str = "attributes") -> dict:
+    """``method``'s settings as a zsl_cub report's table ran it (``table``: its JSON): its fixed ones and those
+    chosen on the validation classes."""
+    return {**FIXED.get(method, {}), **table["results"][semantics][method]["params"]}
+
+
 def table_data_options(table: dict) -> dict:
     """The dataset loader's options that give the features of a zsl_cub report's tables (``table``: its JSON):
     the chosen heads and weighting, and every option of its run that is not ``load_cub50``'s default (e.g. a quick

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from zsl_common import FIXED, table_data_options
+from zsl_common import table_data_options, table_params
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "paper_results" / "zsl_cub50.json"
@@ -27,7 +27,7 @@ SEMANTICS = "attributes"
 def config_text(method: str, table: dict) -> str:
     """The YAML of ``configs/<method>_cub50.yaml`` from the table's JSON (``paper_results/zsl_cub50.json``)."""
     values = {"method": method, "dataset": "cub50", "semantics": SEMANTICS, "data": table_data_options(table),
-              "learner": {**FIXED.get(method, {}), **table["results"][SEMANTICS][method]["params"]}}
+              "learner": table_params(table, method, SEMANTICS)}
     header = [f"# fewzero eval --method {method}   (read by default for {method} on cub50; --config, flags and --set "
               f"win over it)",
               f"# The {method} row of paper_results/zsl_cub50.md ({SEMANTICS} semantics, seed 0): the features the "
@@ -50,10 +50,10 @@ ENSEMBLE_HEADER = """# fewzero eval --method ensemble --config configs/ensemble_
 
 def ensemble_config_text(table: dict, members) -> str:
     """The YAML of ``configs/ensemble_cub50.yaml``: ``members`` (learner names, in order) of the table."""
-    rows = table["results"][SEMANTICS]
     values = {"method": "ensemble", "dataset": "cub50", "semantics": SEMANTICS, "data": table_data_options(table),
               "learner": {"combine": "stacking", "members": [
-                  {"method": m, "params": {**FIXED.get(m, {}), **rows[m]["params"]}} for m in members if m in rows]}}
+                  {"method": m, "params": table_params(table, m, SEMANTICS)}
+                  for m in members if m in table["results"][SEMANTICS]]}}
     return ENSEMBLE_HEADER + yaml.safe_dump(values, sort_keys=False, default_flow_style=None)
 
 

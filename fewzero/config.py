@@ -139,6 +139,15 @@ def default_config_path(method: str, dataset: str) -> Path:
     return CONFIG_DIR / f"{method}_{dataset}.yaml"
 
 
+def zero_shot_config_path(method: str, dataset: str, given: str | None = None) -> str | None:
+    """The config a zero-shot command reads: ``given`` (``--config``), else the shipped
+    ``configs/<method>_<dataset>.yaml`` where there is one, else None."""
+    if given:
+        return given
+    shipped = default_config_path(method, dataset)
+    return str(shipped) if shipped.is_file() else None
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"key=value"`` (value parsed as YAML; ``learner.distance=cosine`` sets a nested key)."""
     key, sep, value = text.partition("=")

@@ -168,7 +168,7 @@ def test_every_zero_shot_learner_of_the_table_ships_the_config_the_plain_command
         assert main(["eval", "--method", method, "--quiet"]) == 2
         assert "stop here" in capfd.readouterr().err
         assert {k: built[method][k] for k in row["params"]} == row["params"]
-        assert set(configs.FIXED.get(method, {})) <= set(built[method])
+        assert set(load_script("zsl_common").FIXED.get(method, {})) <= set(built[method])
     features = {k: table["chosen_features"][k] for k in ("heads", "weighting")}
     assert len(options) == len(built) and all({k: o[k] for k in features} == features for o in options)
 

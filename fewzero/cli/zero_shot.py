@@ -111,12 +111,10 @@ def eval_from_args(args: argparse.Namespace) -> ZeroShotReport:
     dataset, semantics, seed, learner settings and dataset options (``data:``); ``--set key=value`` sets a learner
     option (``learner.key`` or a name the learner takes) or a dataset option (``data.key`` or any other name); flags
     win over the config; ``--records`` saves the report JSON and the seen-unseen curve PNG beside it."""
-    from fewzero.config import default_config_path, parse_override
+    from fewzero.config import parse_override, zero_shot_config_path
 
     parameters = ZERO_SHOT.parameters(args.method)
-    path = getattr(args, "config", None)
-    if not path and default_config_path(args.method, args.dataset or DEFAULT_DATASET).is_file():
-        path = str(default_config_path(args.method, args.dataset or DEFAULT_DATASET))
+    path = zero_shot_config_path(args.method, args.dataset or DEFAULT_DATASET, getattr(args, "config", None))
     config = read_config(path, args.method) if path else {"learner": {}}
     learner_args, data_args = dict(config["learner"]), dict(config.get("data") or {})
     for key, value in (parse_override(text) for text in args.set):

@@ -58,13 +58,11 @@ class ObjectiveSpec:
         from fewzero.tune import objectives
 
         if self.kind == "zero-shot":
-            from fewzero.config import default_config_path, read_yaml
+            from fewzero.config import read_yaml, zero_shot_config_path
             from fewzero.zsl.loaders import load_zero_shot
 
             dataset = self.dataset or "cub50"
-            # like fewzero eval: the --config, else the shipped configs/<method>_<dataset>.yaml (the table's features)
-            path = self.config_path or (default_config_path(self.method, dataset)
-                                        if default_config_path(self.method, dataset).is_file() else None)
+            path = zero_shot_config_path(self.method, dataset, self.config_path)  # what fewzero eval reads
             values = read_yaml(path) if path else {}
             data_options = values.get("data") or {}
             data = load_zero_shot(dataset, semantics=self.semantics, data_root=self.data_root, progress=progress,

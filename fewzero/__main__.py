@@ -1,5 +1,3 @@
-import sys
+from fewzero.cli import entry
 
-from fewzero.cli import main
-
-sys.exit(main())
+entry()

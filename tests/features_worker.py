@@ -10,7 +10,7 @@ import sys
 import torch
 from torch import nn
 
-from fewzero.distributed import process_group, rank_and_world
+from fewzero.distributed import exit_process, process_group, rank_and_world
 from fewzero.zsl import features
 
 
@@ -38,3 +38,4 @@ def main(out: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    exit_process(0)  # as fewzero's own command does under torchrun

@@ -64,6 +64,30 @@ def test_outside_torchrun_every_collective_is_the_identity(monkeypatch):
         assert device == "cpu" and not torch.distributed.is_initialized()
 
 
+class _Exited(Exception):
+    pass
+
+
+@pytest.mark.parametrize("code, expected", [(0, 0), (None, 0), (2, 2)])
+def test_a_worker_that_joined_a_group_skips_the_teardown(monkeypatch, capsys, code, expected):
+    """exit_process: sys.exit outside a group (nothing joined, as in a plain run); os._exit with the same status,
+    output flushed first, once this process joined a torchrun group."""
+    def fake_exit(status):
+        raise _Exited(status)
+
+    monkeypatch.setattr(distributed.os, "_exit", fake_exit)
+    monkeypatch.setattr(distributed, "_joined", False)
+    with pytest.raises(SystemExit) as plain:
+        distributed.exit_process(code)
+    assert plain.value.code == expected
+    monkeypatch.setattr(distributed, "_joined", True)
+    flushed = []
+    monkeypatch.setattr(distributed.sys.stdout, "flush", lambda: flushed.append("out"), raising=False)
+    with pytest.raises(_Exited) as fast:
+        distributed.exit_process(code)
+    assert fast.value.args == (expected,) and flushed == ["out"]
+
+
 def test_the_environment_gives_the_ranks(monkeypatch):
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
     monkeypatch.setenv("RANK", "5")

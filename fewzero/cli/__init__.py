@@ -85,3 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return 1
     return code or 0
+
+
+def entry() -> None:
+    """The ``fewzero`` command and ``python -m fewzero``: ``main``, then the exit that a torchrun worker needs
+    (``fewzero.distributed.exit_process``)."""
+    from fewzero.distributed import exit_process
+
+    exit_process(main())

@@ -105,7 +105,8 @@ def splits_section(out: dict) -> list[str]:
     proposed = out.get("results", {}).get("attributes", {})
     order = sorted(proposed, key=lambda n: -proposed[n]["t1"]) if proposed else []
     lines = [f"## Over {len(per_split)} seeded random 40/10 class splits (attributes)", "",
-             "Each split (`class_split_seed` 1..k of `fewzero.zsl.loaders.random_class_split`): 10 random unseen "
+             f"Each split (`class_split_seed` {', '.join(str(k) for k in per_split)} of "
+             "`fewzero.zsl.loaders.random_class_split`): 10 random unseen "
              "classes, 8 validation classes drawn from the 40 seen ones, a fifth of each seen class's images as its "
              "test images; the feature backbone retrained on that split's seen training images only; every learner "
              "tuned on that split's validation classes"

@@ -17,22 +17,18 @@ import datetime
 import hashlib
 import json
 import os
-import shutil
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
+from fewzero import worker_exit
 from fewzero.errors import FewzeroError
+from fewzero.worker_exit import exit_with_launcher
 
 T = TypeVar("T")
 BACKENDS = ("auto", "gloo", "nccl")  # the process-group backends a config may ask for (dist_backend)
-LAUNCH_DIR_ENV = "FEWZERO_LAUNCH_DIR"  # the launcher's temporary folder; removed by a worker that outlives it
-_joined = False  # whether this process joined a group of its own (process_group): see exit_process
 
 
 class AgreedError(FewzeroError):
@@ -118,6 +114,7 @@ def process_group(device: str, backend: str = "auto", timeout_s: float = 300.0) 
         raise FewzeroError(f"process {rank} of {world} could not join the group at {host} "
                            f"({str(exc).splitlines()[0]}): check that every node runs the same command and can "
                            f"reach {host}") from None
+    worker_exit.joined_a_group()  # so that exit_process skips the interpreter's teardown
     try:
         yield own_device
     except BaseException:
@@ -130,24 +127,6 @@ def process_group(device: str, backend: str = "auto", timeout_s: float = 300.0) 
         dist.barrier()
     with contextlib.suppress(Exception):
         dist.destroy_process_group()
-
-
-def exit_process(code: int | None = 0) -> NoReturn:
-    """End the process with ``code`` (None: 0). A process that joined a torchrun group in ``process_group`` ends at
-    once, its output flushed, without the interpreter's teardown.
-
-    Why: ``destroy_process_group`` does not always free the gloo group (other objects keep references), so its C++
-    threads can meet the interpreter's finalization and abort a worker whose work is done and saved
-    ("terminate called without an active exception", exit -6: 2 runs of the suite in about 10, in two different
-    torchrun tests); torchrun then reports the whole run as failed. Every file is closed by then (with-blocks).
-    """
-    code = 0 if code is None else code
-    if _joined:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
-    sys.exit(code)
 
 
 def _attempt_store(rank: int, world: int, timeout: datetime.timedelta) -> dist.Store:
@@ -287,19 +266,3 @@ def check_batch_divisible(batch_size: int, world: int) -> None:
 def _divisor_hint(meta_batch: int) -> str:
     divisors = [d for d in range(1, meta_batch + 1) if meta_batch % d == 0]
     return " or ".join(map(str, divisors[-3:]))
-
-
-def exit_with_launcher(poll_s: float = 0.5) -> None:
-    """End this process at once when the process that launched it dies (even by SIGKILL), so that no orphan keeps
-    training and writing into the run folder; it also removes the launcher's temporary folder."""
-    parent = os.getppid()  # polled, not PR_SET_PDEATHSIG: that fires when the parent's *thread* ends
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        folder = os.environ.get(LAUNCH_DIR_ENV)
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="fewzero-launcher-watch", daemon=True).start()

@@ -10,7 +10,8 @@ import sys
 import torch
 from torch import nn
 
-from fewzero.distributed import exit_process, process_group, rank_and_world
+from fewzero.distributed import process_group, rank_and_world
+from fewzero.worker_exit import exit_process
 from fewzero.zsl import features
 
 

@@ -3,7 +3,7 @@ episode shards, the retired ``workers`` key, and the checks a run makes before i
 import pytest
 import torch
 
-from fewzero import distributed
+from fewzero import distributed, worker_exit
 from fewzero.checkpoint import save_checkpoint, saved_config
 from fewzero.cli.launch import torchrun_args, worker_argv
 from fewzero.cli.parser import build_parser
@@ -75,16 +75,16 @@ def test_a_worker_that_joined_a_group_skips_the_teardown(monkeypatch, capsys, co
     def fake_exit(status):
         raise _Exited(status)
 
-    monkeypatch.setattr(distributed.os, "_exit", fake_exit)
-    monkeypatch.setattr(distributed, "_joined", False)
+    monkeypatch.setattr(worker_exit.os, "_exit", fake_exit)
+    monkeypatch.setattr(worker_exit, "_joined", False)
     with pytest.raises(SystemExit) as plain:
-        distributed.exit_process(code)
+        worker_exit.exit_process(code)
     assert plain.value.code == expected
-    monkeypatch.setattr(distributed, "_joined", True)
+    monkeypatch.setattr(worker_exit, "_joined", True)
     flushed = []
-    monkeypatch.setattr(distributed.sys.stdout, "flush", lambda: flushed.append("out"), raising=False)
+    monkeypatch.setattr(worker_exit.sys.stdout, "flush", lambda: flushed.append("out"), raising=False)
     with pytest.raises(_Exited) as fast:
-        distributed.exit_process(code)
+        worker_exit.exit_process(code)
     assert fast.value.args == (expected,) and flushed == ["out"]
 
 

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The ``fewzero`` command and ``python -m fewzero``: ``main``, then the exit that a torchrun worker needs
-    (``fewzero.distributed.exit_process``)."""
-    from fewzero.distributed import exit_process
+    (``fewzero.worker_exit.exit_process``)."""
+    from fewzero.worker_exit import exit_process
 
     exit_process(main())

@@ -98,7 +98,7 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
 
-    from fewzero.distributed import LAUNCH_DIR_ENV
+    from fewzero.worker_exit import LAUNCH_DIR_ENV
 
     log_dir = tempfile.mkdtemp(prefix="fewzero-launch-")
     try:

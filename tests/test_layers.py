@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fewzero"
 
 # lowest first; a module may import from its own layer or any layer below it
 LAYERS = [
-    ("errors", "atomic", "paths", "registry", "distributed", "precision"),
+    ("errors", "atomic", "paths", "registry", "worker_exit", "distributed", "precision"),
     ("data", "backbones"),
     ("episode", "sampling"),
     ("learners", "zsl", "transfer", "adapt", "multitask", "ensemble"),

@@ -230,3 +230,30 @@ def test_effective_sample_size_of_the_importance_weights():
     assert effective_sample_size(np.r_[1.0, np.zeros(99)]) == pytest.approx(1.0)
     w = np.random.default_rng(6).gamma(0.5, size=400)
     assert effective_sample_size(w) == pytest.approx(100 * w.sum() ** 2 / (400 * (w ** 2).sum()))
+
+
+def test_dann_reports_its_domain_classifier_accuracy_and_a_collapsed_classifier_shows():
+    """The logged domain accuracy is the classifier's on the step's batch (source 0, target 1); a classifier that
+    outputs one constant reads the share of one domain (0.5 for equal batches) with zero logit spread, though its loss is at chance level as when fooled."""
+    from fewzero.backbones.simple import MLP
+    from fewzero.registry import ADAPTERS
+
+    torch.manual_seed(0)
+    model = ADAPTERS.create("dann", backbone=MLP(in_features=12, hidden=8, out_features=6), feature_dim=6,
+                            n_classes=3, hidden=5, weight=1.0)
+    g = torch.Generator().manual_seed(1)
+    xs, ys, xt = torch.randn(8, 12, generator=g), torch.randint(0, 3, (8,), generator=g), torch.randn(6, 12, generator=g)
+    _, parts = model.loss(xs, ys, xt, progress=0.5)
+    with torch.no_grad():
+        logits = model.domain_classifier(model.layers(torch.cat([xs, xt]))["features"]).squeeze(1)
+    expected = ((logits[:8] <= 0).sum() + (logits[8:] > 0).sum()).item() / 14
+    assert parts["domain_accuracy"] == pytest.approx(expected)
+    assert parts["domain_logit_std"] == pytest.approx(logits.std().item(), rel=1e-5)
+    with torch.no_grad():
+        last = model.domain_classifier[-1]
+        last.weight.zero_(), last.bias.zero_()
+    _, parts = model.loss(xs, ys, xt, progress=0.5)
+    assert parts["domain_logit_std"] == 0.0 and parts["domain_accuracy"] == pytest.approx(8 / 14)
+    assert parts["alignment"] == pytest.approx(np.log(2), rel=1e-6)
+    assert "domain_accuracy" not in ADAPTERS.create("coral", backbone=MLP(in_features=12, hidden=8, out_features=6),
+                                                    feature_dim=6, n_classes=3, hidden=5).loss(xs, ys, xt)[1]

@@ -60,7 +60,12 @@ class Adapter(nn.Module):
         classification = F.cross_entropy(source["logits"], source_y)
         alignment = self.alignment(source, target, progress=progress)
         total = classification + self.alignment_loss_weight * alignment
-        return total, {"classification": classification.item(), "alignment": alignment.item()}
+        return total, {"classification": classification.item(), "alignment": alignment.item(), **self.diagnostics()}
+
+    def diagnostics(self) -> dict[str, float]:
+        """Label-free numbers about the last alignment step, logged with the loss parts (DANN: its domain
+        classifier's accuracy and logit spread)."""
+        return {}
 
     @property
     def alignment_loss_weight(self) -> float:

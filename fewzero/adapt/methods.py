@@ -67,7 +67,17 @@ class DANN(Adapter):
         features = torch.cat([source[self.layer], target[self.layer]])
         reversed_ = reverse_gradient(features, self.weight * dann_coefficient(progress, gamma=self.gamma))
         is_target = torch.cat([features.new_zeros(len(source[self.layer])), features.new_ones(len(target[self.layer]))])
-        return F.binary_cross_entropy_with_logits(self.domain_classifier(reversed_).squeeze(1), is_target)
+        logits = self.domain_classifier(reversed_).squeeze(1)
+        with torch.no_grad():
+            self._diagnostics = {"domain_accuracy": ((logits > 0).float() == is_target).float().mean().item(),
+                                 "domain_logit_std": logits.std().item()}
+        return F.binary_cross_entropy_with_logits(logits, is_target)
+
+    def diagnostics(self):
+        """How the adversarial game stands: the domain classifier's accuracy on the step's batch (0.5 = fooled) and
+        the spread of its logits (near 0 with accuracy near 0.5: a collapsed classifier that outputs one constant,
+        which also gives chance-level loss without aligning anything)."""
+        return dict(getattr(self, "_diagnostics", {}))
 
     @property
     def alignment_loss_weight(self) -> float:

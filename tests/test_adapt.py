@@ -234,7 +234,8 @@ def test_effective_sample_size_of_the_importance_weights():
 
 def test_dann_reports_its_domain_classifier_accuracy_and_a_collapsed_classifier_shows():
     """The logged domain accuracy is the classifier's on the step's batch (source 0, target 1); a classifier that
-    outputs one constant reads the share of one domain (0.5 for equal batches) with zero logit spread, though its loss is at chance level as when fooled."""
+    outputs one constant reads the share of one domain (0.5 for equal batches) with zero logit spread, though its
+    loss is at chance level, as when it is fooled."""
     from fewzero.backbones.simple import MLP
     from fewzero.registry import ADAPTERS
 

@@ -243,7 +243,8 @@ def test_dann_reports_its_domain_classifier_accuracy_and_a_collapsed_classifier_
     model = ADAPTERS.create("dann", backbone=MLP(in_features=12, hidden=8, out_features=6), feature_dim=6,
                             n_classes=3, hidden=5, weight=1.0)
     g = torch.Generator().manual_seed(1)
-    xs, ys, xt = torch.randn(8, 12, generator=g), torch.randint(0, 3, (8,), generator=g), torch.randn(6, 12, generator=g)
+    xs, ys = torch.randn(8, 12, generator=g), torch.randint(0, 3, (8,), generator=g)
+    xt = torch.randn(6, 12, generator=g)
     _, parts = model.loss(xs, ys, xt, progress=0.5)
     with torch.no_grad():
         logits = model.domain_classifier(model.layers(torch.cat([xs, xt]))["features"]).squeeze(1)

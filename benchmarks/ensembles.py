@@ -158,42 +158,63 @@ def cub_member_key(name: str, params: dict) -> str:
     return name + (json.dumps(params, sort_keys=True) if params else "")
 
 
-def run_cub50(args, cache: Cache, previous: dict | None = None) -> dict:
+def run_cub50(args, cache: Cache, previous: dict | None = None, semantics: tuple[str, ...] = ("attributes",)) -> dict:
+    """The CUB-50 ensembles of every zero-shot learner on each of ``semantics`` (``attributes``, ``text``): with more
+    than one, the data carries ``attributes+text`` and each member reads its own block (``SemanticBlock``); a
+    member on text is named ``<learner>@text``."""
     import copy
+    from types import SimpleNamespace
+
+    import torch
 
     from fewzero.ensemble import ZeroShotEnsemble
     from fewzero.evaluate_zsl import evaluate_zero_shot
     from fewzero.registry import ZERO_SHOT
     from fewzero.zsl.graph_settings import resolve_graph
     from fewzero.zsl.loaders import load_zero_shot
+    from fewzero.zsl.semantic_block import SemanticBlock
     from zsl_common import table_data_options, table_params
 
     table = json.loads((ROOT / "paper_results/zsl_cub50.json").read_text())
-    chosen, features = table["results"]["attributes"], table["chosen_features"]
+    features = table["chosen_features"]
+    member = {(m if sem == "attributes" else f"{m}@{sem}"): (m, sem)
+              for sem in semantics for m in ZSL_MEMBERS if m in table["results"][sem]}
     # each member as zsl_cub50 ran it: its fixed settings (gcnzsl's class graph) and the values validation chose
-    params = {m: table_params(table, m) for m in ZSL_MEMBERS if m in chosen}
-    names = [m for m in ZSL_MEMBERS if m in params]
+    params = {n: table_params(table, m, sem) for n, (m, sem) in member.items()}
+    names = list(member)
     # the features of the table whose hyper-parameters the members take
     options = {**table_data_options(table), **({"image_size": 32, "epochs": 1} if args.quick else {})}
-    data = load_zero_shot("cub50", semantics="attributes", progress=not args.quiet, **options)
+    kind = "+".join(semantics)
+    data = load_zero_shot("cub50", semantics=kind, progress=not args.quiet, **options)
+    blocks = {"attributes": (0, data.semantics.shape[1])}
+    if len(semantics) > 1:  # attributes+text: [attributes | text], the attribute block as wide as CUB's attributes
+        width = load_zero_shot("cub50", semantics="attributes", progress=False, **options).semantics.shape[1]
+        blocks = {"attributes": (0, width), "text": (width, data.semantics.shape[1])}
 
     def build(name):
-        parameters = ZERO_SHOT.parameters(name)
+        learner_name, sem = member[name]
+        parameters = ZERO_SHOT.parameters(learner_name)
         extra = {k: v for k, v in {"seed": 0, "progress": False}.items() if k in parameters}
-        return ZERO_SHOT.create(name, **resolve_graph({**extra, **params[name]}, data))
+        start, stop = blocks[sem]
+        # a class graph's node features are the member's own semantics: its block, as SemanticBlock hands it over
+        view = data if len(semantics) == 1 else SimpleNamespace(
+            class_names=data.class_names, semantics=torch.nn.functional.normalize(data.semantics[:, start:stop], dim=1))
+        learner = ZERO_SHOT.create(learner_name, **resolve_graph({**extra, **params[name]}, view))
+        return learner if len(semantics) == 1 else SemanticBlock(learner, start=start, stop=stop)
 
     def summary(report) -> dict:
         return {k: getattr(report, k) for k in ("t1", "u", "s", "h", "calibrated_u", "calibrated_s", "calibrated_h",
                                                  "gamma", "ausuc", "seconds", "members", "disagreement")}
     beyond = {k: v for k, v in table_data_options(table).items() if k not in ("heads", "weighting")}  # e.g. epochs
     tag = ("quick" if args.quick else "full") + f"/{features['heads']}|{features['weighting']}" + (
-        f"|{json.dumps(beyond, sort_keys=True)}" if beyond else "")
+        f"|{json.dumps(beyond, sort_keys=True)}" if beyond else "") + ("" if kind == "attributes" else f"|{kind}")
     features = {**features, **beyond}
     keys = {n: cub_member_key(n, params[n]) for n in names}
     singles = {n: cache.get_or_run(f"cub50/{tag}/single/{keys[n]}", lambda n=n: summary(
         evaluate_zero_shot(build(n), data, seed=0))) for n in names}
-    results = {"params": params, "singles": singles, "features": features,
-               "zsl_table_t1": {n: chosen[n]["t1"] for n in names},  # what zsl_cub50.md said when this run read it
+    results = {"params": params, "singles": singles, "features": features, "semantics": list(semantics),
+               # what zsl_cub50.md said when this run read it
+               "zsl_table_t1": {n: table["results"][sem][m]["t1"] for n, (m, sem) in member.items()},
                "data": {k: v for k, v in data.info.items() if isinstance(v, (str, int, float, bool))}}
     if previous is not None:
         results["earlier"] = earlier_cub_runs(previous, features, params)
@@ -222,13 +243,16 @@ def last_run_of(meta: dict, part: str) -> dict:
 
 
 COMBINERS = ("mean_prob", "stacking")
+CUB_PARTS = {"cub50": ("attributes",), "cub50_both": ("attributes", "text")}  # part -> the members' semantics
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "paper_results")
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "ensembles" / "parts.json")
-    parser.add_argument("--part", choices=("omniglot", "cub50", "both"), default="both")
+    parser.add_argument("--part", choices=("omniglot", "cub50", "cub50_both", "both"), default="both",
+                        help="both: omniglot and cub50 (members on attributes); cub50_both: CUB-50 with every "
+                             "learner on attributes and on text as members")
     parser.add_argument("--val-episodes", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="4 episodes, tiny CUB features; results not final")
     parser.add_argument("--quiet", action="store_true")
@@ -251,21 +275,22 @@ def main() -> None:
         print(f"{other}: {cache.absorb(other)} results taken into {args.cache}")
     started = provenance()
     if set(args.combiners) != set(COMBINERS):
-        if args.part != "cub50":
-            raise SystemExit("--combiners is a share of the CUB-50 part: pass --part cub50")
-        run_cub50(args, cache)
+        if args.part not in CUB_PARTS:
+            raise SystemExit("--combiners is a share of a CUB-50 part: pass --part cub50 or cub50_both")
+        run_cub50(args, cache, semantics=CUB_PARTS[args.part])
         return print(f"{', '.join(args.combiners)} in {args.cache}; the table needs both combiners (--absorb it)")
     results = {}
     if args.part in ("omniglot", "both"):
         results["omniglot"] = run_omniglot(args, cache)
-    if args.part in ("cub50", "both"):
+    for part in {"both": ["cub50"], "omniglot": []}.get(args.part, [args.part]):
+        semantics = CUB_PARTS[part]
         stored = args.out / "ensembles.json"
         before = json.loads(stored.read_text()) if stored.is_file() and not args.quick else None
-        previous = before["results"].get("cub50") if before else None
+        previous = before["results"].get(part) if before else None
         if previous is not None and "run" not in previous:
-            previous["run"] = last_run_of(before["provenance"], "cub50")
-        results["cub50"] = run_cub50(args, cache, previous)
-        results["cub50"]["run"] = {k: started[k] for k in ("command", "commit", "date")}
+            previous["run"] = last_run_of(before["provenance"], part)
+        results[part] = run_cub50(args, cache, previous, semantics)
+        results[part]["run"] = {k: started[k] for k in ("command", "commit", "date")}
     write_table(args.out, results, {**started, "finished": provenance()["date"], "note": args.note,
                                     "quick": args.quick, "targets": TARGETS,
                                     "max_seconds_per_episode": MAX_SECONDS_PER_EPISODE})

@@ -1,0 +1,54 @@
+"""SemanticBlock: a learner on one block of concatenated semantics scores as it does on that block alone."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from zsl_synthetic import linear_problem
+
+from fewzero.errors import FewzeroError
+from fewzero.zsl.eszsl import ESZSL
+from fewzero.zsl.semantic_block import SemanticBlock
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def both_blocks():
+    """The synthetic problem's semantics (C, a) beside an unrelated random block (C, 7), each L2-normalised and
+    weighted 1/sqrt(2), as ``attributes+text`` is built."""
+    data = linear_problem(seed=0)
+    a = torch.nn.functional.normalize(data.semantics, dim=1)
+    other = torch.nn.functional.normalize(torch.randn(a.shape[0], 7, generator=torch.Generator().manual_seed(3)), dim=1)
+    return data, a, other, torch.cat([a, other], 1) / math.sqrt(2)
+
+
+@pytest.mark.parametrize("block", ["first", "second"])
+def test_a_block_learner_equals_the_learner_on_that_block_alone(block):
+    data, a, other, both = both_blocks()
+    alone = a if block == "first" else other
+    start, stop = (0, a.shape[1]) if block == "first" else (a.shape[1], a.shape[1] + 7)
+    seen, unseen = data.seen_classes, data.unseen_classes
+    plain = ESZSL(gamma=1.0, lam=1.0).fit(data.train_x, data.train_y, alone[seen])
+    wrapped = SemanticBlock(ESZSL(gamma=1.0, lam=1.0), start=start, stop=stop).fit(data.train_x, data.train_y,
+                                                                                    both[seen])
+    expected = plain(data.test_unseen_x, alone[unseen])
+    assert torch.allclose(wrapped(data.test_unseen_x, both[unseen]), expected, rtol=1e-4, atol=1e-5)
+    # and it reads nothing outside its block: changing the other block changes no score
+    shuffled = both.clone()
+    keep = slice(start, stop)
+    rest = torch.ones(both.shape[1], dtype=torch.bool)
+    rest[keep] = False
+    shuffled[:, rest] = shuffled[torch.randperm(both.shape[0], generator=torch.Generator().manual_seed(1))][:, rest]
+    assert torch.equal(wrapped(data.test_unseen_x, shuffled[unseen]), wrapped(data.test_unseen_x, both[unseen]))
+
+
+def test_a_block_outside_the_semantics_or_a_bad_block_is_a_one_line_error():
+    data, a, _, both = both_blocks()
+    with pytest.raises(FewzeroError, match="columns"):
+        SemanticBlock(ESZSL(), start=0, stop=both.shape[1] + 1).fit(data.train_x, data.train_y,
+                                                                    both[data.seen_classes])
+    with pytest.raises(FewzeroError, match="start < stop"):
+        SemanticBlock(ESZSL(), start=5, stop=5)
+    with pytest.raises(FewzeroError, match="zero-shot learner"):
+        SemanticBlock(torch.nn.Linear(2, 2), start=0, stop=2)

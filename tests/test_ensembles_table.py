@@ -127,8 +127,8 @@ def test_a_combiner_share_writes_its_cache_only_and_a_full_run_absorbs_it(tmp_pa
     ensembles = load_script("ensembles")
     calls = []
 
-    def fake_run(args, cache, previous=None):
-        calls.append(list(args.combiners))
+    def fake_run(args, cache, previous=None, semantics=("attributes",)):
+        calls.append((list(args.combiners), semantics))
         cache.get_or_run(f"cub50/{args.combiners[0]}", lambda: {"t1": 1.0})
         return {}
     monkeypatch.setattr(ensembles, "run_cub50", fake_run)
@@ -136,7 +136,7 @@ def test_a_combiner_share_writes_its_cache_only_and_a_full_run_absorbs_it(tmp_pa
     monkeypatch.setattr(sys, "argv", ["ensembles.py", "--part", "cub50", "--combiners", "stacking", "--cache",
                                       str(share), "--out", str(tmp_path / "out")])
     ensembles.main()
-    assert calls == [["stacking"]] and not (tmp_path / "out").exists()
+    assert calls == [(["stacking"], ("attributes",))] and not (tmp_path / "out").exists()
     assert "the table needs both combiners" in capsys.readouterr().out
     main_cache = tmp_path / "main.json"
     monkeypatch.setattr(sys, "argv", ["ensembles.py", "--part", "cub50", "--combiners", "mean_prob", "--cache",
@@ -146,3 +146,20 @@ def test_a_combiner_share_writes_its_cache_only_and_a_full_run_absorbs_it(tmp_pa
     monkeypatch.setattr(sys, "argv", ["ensembles.py", "--part", "both", "--combiners", "stacking"])
     with pytest.raises(SystemExit, match="pass --part cub50"):
         ensembles.main()
+
+
+def test_the_cross_semantics_part_renders_beside_the_attribute_one_and_says_when_it_was_added():
+    """A cub50_both part gets its own section, first, with its members' names and the note that it came after the
+    attribute-only result; the attribute section is unchanged."""
+    table = load_script("ensembles_table")
+    stored = json.loads((BENCHMARKS.parent / "paper_results" / "ensembles.json").read_text())["results"]["cub50"]
+    both = json.loads(json.dumps(stored))
+    both["semantics"] = ["attributes", "text"]
+    both["singles"]["ale@text"] = {**both["singles"]["ale"], "t1": 1.0}
+    both["zsl_table_t1"]["ale@text"] = 1.0
+    lines = table._cub(both)
+    text = "\n".join(lines)
+    assert lines[0] == "## CUB-50 zero-shot (members on attributes and on text)" and table.CROSS_SEMANTICS in text
+    assert "| ale@text | 1.0 | - | - |" in text
+    plain = "\n".join(table._cub(stored))
+    assert plain.startswith("## CUB-50 zero-shot (attributes)") and table.CROSS_SEMANTICS not in plain

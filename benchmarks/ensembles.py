@@ -11,8 +11,10 @@ scored once on the 1000 fixed test episodes of every other Omniglot table (test 
 
 CUB-50 zero-shot (attributes): every zero-shot learner of ``paper_results/zsl_cub50.json``, on the features that
 table chose on validation classes (its ``chosen_features``) with the hyper-parameters it chose on them; the ensemble
-fits its combiner on seen classes held out as pseudo-unseen (``fewzero.ensemble.ZeroShotEnsemble``), never on test items or unseen classes. Every reported number comes from
-the shared evaluators (``fewzero.evaluate.evaluate``, ``fewzero.evaluate_zsl.evaluate_zero_shot``).
+fits its combiner on seen classes held out as pseudo-unseen (``fewzero.ensemble.ZeroShotEnsemble``), never on test
+items or unseen classes. ``--part cub50_both``: every learner twice, on attributes and on text (``<learner>@text``),
+each reading its block of ``attributes+text`` (``fewzero.zsl.semantic_block.SemanticBlock``). Every reported number
+comes from the shared evaluators (``fewzero.evaluate.evaluate``, ``fewzero.evaluate_zsl.evaluate_zero_shot``).
 """
 from __future__ import annotations
 
@@ -186,10 +188,7 @@ def run_cub50(args, cache: Cache, previous: dict | None = None, semantics: tuple
     options = {**table_data_options(table), **({"image_size": 32, "epochs": 1} if args.quick else {})}
     kind = "+".join(semantics)
     data = load_zero_shot("cub50", semantics=kind, progress=not args.quiet, **options)
-    blocks = {"attributes": (0, data.semantics.shape[1])}
-    if len(semantics) > 1:  # attributes+text: [attributes | text], the attribute block as wide as CUB's attributes
-        width = load_zero_shot("cub50", semantics="attributes", progress=False, **options).semantics.shape[1]
-        blocks = {"attributes": (0, width), "text": (width, data.semantics.shape[1])}
+    blocks = data.info["semantic_blocks"]  # semantics -> its [start, stop) columns
 
     def build(name):
         learner_name, sem = member[name]

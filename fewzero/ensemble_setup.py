@@ -10,13 +10,16 @@ A config lists the members under ``learner.members``::
         - {method: matching, checkpoint: runs/matching/best.pt}
         - {method: simpleshot, settings: {normalisation: cl2n}}
         - {method: eszsl, params: {gamma: 10.0, lam: 1.0}}   # zero-shot members (all of one kind)
+        - {method: ale, semantics: text}       # a zero-shot member on one block of attributes+text semantics
 """
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
+from torch.nn import functional as F
 
 from fewzero.checkpoint import PRETRAINED_KIND, learner_from_checkpoint, load_checkpoint, saved_config
 from fewzero.config import ZERO_SHOT_CONFIG_KEYS, RunConfig, load_config
@@ -28,8 +31,9 @@ from fewzero.pretrained import default_checkpoint
 from fewzero.registry import LEARNERS, ZERO_SHOT
 from fewzero.train import episode_sampler, load_split
 from fewzero.zsl.graph_settings import resolve_graph
+from fewzero.zsl.semantic_block import SemanticBlock
 
-MEMBER_KEYS = {"few-shot": ("method", "checkpoint", "settings"), "zero-shot": ("method", "params")}
+MEMBER_KEYS = {"few-shot": ("method", "checkpoint", "settings"), "zero-shot": ("method", "params", "semantics")}
 ZERO_SHOT_ENSEMBLE_OPTIONS = ("combine", "names", "holdout", "splits", "generalized", "seed", "calibrate", "step",
                               "stacking_c")
 VALIDATION_SEED_OFFSET = 1  # validation episodes are drawn with test_seed + 1: never the test episodes' seed
@@ -142,6 +146,23 @@ def few_shot_ensemble(config: RunConfig, data_root: str | None = None, progress:
     return ensemble, config, info
 
 
+def member_block(spec: dict, data, what: str) -> tuple[int, int] | None:
+    """The [start, stop) columns a zero-shot member with a ``semantics`` key reads (None: all of them), from the
+    data's ``info["semantic_blocks"]`` (``attributes+text`` CUB-50 holds both blocks)."""
+    kind = spec.get("semantics")
+    if kind is None:
+        return None
+    if data is None:
+        raise FewzeroError(f"{what} reads {kind!r} semantics: build the ensemble with its data")
+    blocks = data.info.get("semantic_blocks") or {}
+    if kind not in blocks:
+        held = ", ".join(blocks) or "no named blocks"
+        raise FewzeroError(f"{what} reads {kind!r} semantics but the data holds {held}: load --semantics "
+                           f"attributes+text (CUB-50) to give members either block")
+    start, stop = blocks[kind]
+    return None if (start, stop) == (0, data.semantics.shape[1]) else (int(start), int(stop))
+
+
 def zero_shot_ensemble(values: dict[str, Any], where: str = "", seed: int = 0, progress: bool = True,
                        data=None) -> ZeroShotEnsemble:
     """A zero-shot ensemble from a config mapping (``method: ensemble``, ``learner: {members: [...], ...}``);
@@ -169,12 +190,16 @@ def zero_shot_ensemble(values: dict[str, Any], where: str = "", seed: int = 0, p
                                f"from {', '.join(parameters)}")
         defaults = {"seed": seed, "progress": progress}
         params = {**{k: v for k, v in defaults.items() if k in parameters}, **params}
-        if data is not None:
-            params = resolve_graph(params, data, f" of ensemble member {i} ({spec['method']}){where}")
+        block = member_block(spec, data, f"ensemble member {i} ({spec['method']}){where}")
+        view = data if block is None else SimpleNamespace(
+            class_names=data.class_names, semantics=F.normalize(data.semantics[:, block[0]:block[1]].float(), dim=1))
+        if data is not None:  # a class graph is built on the member's own semantics
+            params = resolve_graph(params, view, f" of ensemble member {i} ({spec['method']}){where}")
         try:
-            members.append(ZERO_SHOT.create(spec["method"], **params))
+            member = ZERO_SHOT.create(spec["method"], **params)
         except (TypeError, ValueError) as exc:
             raise FewzeroError(f"cannot build ensemble member {i} ({spec['method']}){where}: {exc}") from None
+        members.append(member if block is None else SemanticBlock(member, start=block[0], stop=block[1]))
     names = options.pop("names", None) or [spec["method"] for spec in settings["members"]]
     try:
         return ZeroShotEnsemble(members, names=names, **{"seed": seed, **options})

@@ -52,3 +52,32 @@ def test_a_block_outside_the_semantics_or_a_bad_block_is_a_one_line_error():
         SemanticBlock(ESZSL(), start=5, stop=5)
     with pytest.raises(FewzeroError, match="zero-shot learner"):
         SemanticBlock(torch.nn.Linear(2, 2), start=0, stop=2)
+
+
+def test_an_ensemble_config_member_with_semantics_reads_its_block_and_gets_its_graph_built_on_it():
+    from fewzero.data.zero_shot import ZeroShotData
+    from fewzero.ensemble_setup import zero_shot_ensemble
+    from fewzero.zsl.class_graph import build_class_graph
+
+    data, a, other, both = both_blocks()
+    fields = ("seen_classes", "unseen_classes", "train_x", "train_y", "test_seen_x", "test_seen_y", "test_unseen_x",
+              "test_unseen_y", "val_classes", "class_names")
+    blocks = {"attributes": [0, a.shape[1]], "text": [a.shape[1], a.shape[1] + 7]}
+    two = ZeroShotData(**{k: getattr(data, k) for k in fields}, semantics=both,
+                       info={**data.info, "semantic_blocks": blocks})
+    values = {"method": "ensemble", "learner": {"members": [
+        {"method": "eszsl"}, {"method": "eszsl", "semantics": "text"},
+        {"method": "gcnzsl", "semantics": "text", "params": {"graph": {"taxonomy": False, "knn": 2}, "epochs": 2}}]}}
+    ensemble = zero_shot_ensemble(values, data=two)
+    plain, text, graph = ensemble.members
+    assert isinstance(plain, ESZSL) and isinstance(text, SemanticBlock)
+    assert (text.start, text.stop) == (a.shape[1], a.shape[1] + 7)
+    expected = build_class_graph(two.class_names, other, taxonomy=False, knn=2)
+    assert torch.allclose(graph.learner.graph.features, expected.features, atol=1e-6)
+    assert torch.equal(graph.learner.graph.edges, expected.edges)
+    alone = ZeroShotData(**{k: getattr(data, k) for k in fields}, semantics=a,
+                         info={**data.info, "semantic_blocks": {"attributes": [0, a.shape[1]]}})
+    with pytest.raises(FewzeroError, match="reads 'text' semantics but the data holds attributes"):
+        zero_shot_ensemble(values, data=alone)
+    same = {"method": "ensemble", "learner": {"members": [{"method": "eszsl", "semantics": "attributes"}]}}
+    assert isinstance(zero_shot_ensemble(same, data=alone).members[0], ESZSL)  # the whole matrix: no block

@@ -83,6 +83,9 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
     matrix, described = cub_semantics(semantics, cub.class_names, data_root=data_root, text_source=text_source,
                                       text_model=text_model, **pooling)
     pick = lambda code: role == code  # noqa: E731
+    width = cub_attributes(cub.class_names, data_root).shape[1] if semantics == "attributes+text" else None
+    blocks = {semantics: [0, matrix.shape[1]]} if width is None else \
+        {"attributes": [0, width], "text": [width, matrix.shape[1]]}
     return ZeroShotData(
         semantics=matrix, class_names=cub.class_names, seen_classes=seen, unseen_classes=unseen,
         train_x=features[train], train_y=cub.labels[train],
@@ -92,7 +95,8 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
         info={"dataset": "cub50", "semantics": described, "backbone": facts["backbone"],
               "input_size": facts["input_size"], "epochs": facts["epochs"],
               "feature_train_seconds": facts["train_seconds"], "bbox_crop": bbox_crop, "val_split": val_split,
-              "class_split_seed": class_split_seed, "val_blind": val_blind, "features": facts})
+              "class_split_seed": class_split_seed, "val_blind": val_blind, "features": facts,
+              "semantic_blocks": blocks})  # kind -> [start, stop) columns (fewzero.zsl.semantic_block)
 
 
 def listed_val_classes(class_names, seen: torch.Tensor, val_split: int, data_root) -> torch.Tensor | None:

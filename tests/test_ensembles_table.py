@@ -163,3 +163,20 @@ def test_the_cross_semantics_part_renders_beside_the_attribute_one_and_says_when
     assert "| ale@text | 1.0 | - | - |" in text
     plain = "\n".join(table._cub(stored))
     assert plain.startswith("## CUB-50 zero-shot (attributes)") and table.CROSS_SEMANTICS not in plain
+
+
+def test_the_cross_semantics_ensemble_config_is_the_benchmarks_cub50_both_part():
+    """configs/ensemble_cub50_both.yaml: each learner on attributes, then on text, with the values zsl_cub50 chose
+    for it on that semantics, named as the benchmark names them, on attributes+text data."""
+    import yaml
+
+    ensembles, fixed = load_script("ensembles"), load_script("zsl_common").FIXED
+    root = BENCHMARKS.parent
+    config = yaml.safe_load((root / "configs" / "ensemble_cub50_both.yaml").read_text())
+    table = json.loads((root / "paper_results" / "zsl_cub50.json").read_text())
+    wanted = [(m, sem) for sem in ensembles.CUB_PARTS["cub50_both"] for m in ensembles.ZSL_MEMBERS
+              if m in table["results"][sem]]
+    assert config["semantics"] == "attributes+text" and len(wanted) == 20
+    assert config["learner"]["names"] == [m if sem == "attributes" else f"{m}@text" for m, sem in wanted]
+    assert [(m["method"], m["semantics"], m["params"]) for m in config["learner"]["members"]] == [
+        (m, sem, {**fixed.get(m, {}), **table["results"][sem][m]["params"]}) for m, sem in wanted]

@@ -81,3 +81,34 @@ def test_an_ensemble_config_member_with_semantics_reads_its_block_and_gets_its_g
         zero_shot_ensemble(values, data=alone)
     same = {"method": "ensemble", "learner": {"members": [{"method": "eszsl", "semantics": "attributes"}]}}
     assert isinstance(zero_shot_ensemble(same, data=alone).members[0], ESZSL)  # the whole matrix: no block
+
+
+def test_fewzero_eval_runs_a_config_whose_members_read_different_semantics(capfd, tmp_path, monkeypatch):
+    import yaml
+
+    import fewzero.cli.zero_shot as zero_shot
+    from fewzero.cli import main
+    from fewzero.data.zero_shot import ZeroShotData
+
+    data, a, _, both = both_blocks()
+    fields = ("seen_classes", "unseen_classes", "train_x", "train_y", "test_seen_x", "test_seen_y", "test_unseen_x",
+              "test_unseen_y", "val_classes", "class_names")
+    blocks = {"attributes": [0, a.shape[1]], "text": [a.shape[1], a.shape[1] + 7]}
+    asked = []
+
+    def load(dataset, semantics, *args, **kwargs):
+        asked.append(semantics)
+        return ZeroShotData(**{k: getattr(data, k) for k in fields}, semantics=both,
+                            info={**data.info, "semantic_blocks": blocks if semantics == "attributes+text" else
+                                  {"attributes": [0, both.shape[1]]}})
+    monkeypatch.setattr(zero_shot, "load_data", load)
+    config = tmp_path / "both.yaml"
+    members = [{"method": "eszsl", "semantics": "attributes"}, {"method": "eszsl", "semantics": "text"}]
+    config.write_text(yaml.safe_dump({"method": "ensemble", "dataset": "cub50", "semantics": "attributes+text",
+                                      "learner": {"names": ["eszsl", "eszsl@text"], "members": members}}))
+    assert main(["eval", "--method", "ensemble", "--config", str(config), "--quiet"]) == 0
+    out, err = capfd.readouterr()
+    assert asked == ["attributes+text"] and "members' T1: eszsl" in out and "eszsl@text" in out, err
+    assert main(["eval", "--method", "ensemble", "--config", str(config), "--semantics", "attributes", "--quiet"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.startswith("fewzero: error: ") and "reads 'text' semantics" in err and len(err.splitlines()) == 1

@@ -169,6 +169,10 @@ def _cub(r: dict) -> list[str]:
         same = all(abs(singles[n]["t1"] - reference[n]) < 1e-9 for n in singles if n in reference)
         lines += ["", "The last column is each learner's T1 in zsl_cub50.md: the same recipe, hyper-parameters and seed"
                       + (", on the same cached features, so the two columns agree to the last digit." if same else
+                         ", on the same cached features; each member reads its block of the attributes+text semantics, "
+                         "re-normalised, which equals the table's semantics up to float rounding: enough to move the "
+                         "T1 of learners trained by gradient descent a little. The ensembles are compared with the "
+                         "singles of their own run." if both else
                          ", on features from another training of the same backbone (trained on another machine or "
                          "thread count, so with other float rounding). The two columns differ by how much a single "
                          "learner's T1 moves when only the feature training's rounding changes; the ensembles are "

@@ -154,6 +154,11 @@ def earlier_cub_runs(previous: dict, features: dict, params: dict[str, dict]) ->
     return earlier
 
 
+def member_name(method: str, semantics: str) -> str:
+    """A CUB-50 member's name: the learner's on attributes, ``<learner>@<semantics>`` on any other semantics."""
+    return method if semantics == "attributes" else f"{method}@{semantics}"
+
+
 def cub_member_key(name: str, params: dict) -> str:
     """A zero-shot member's cache key: its name and hyper-parameters, so that new choices in zsl_cub50.json are
     scored afresh (a member on its defaults keeps the bare name of the earlier keys)."""
@@ -165,22 +170,16 @@ def run_cub50(args, cache: Cache, previous: dict | None = None, semantics: tuple
     than one, the data carries ``attributes+text`` and each member reads its own block (``SemanticBlock``); a
     member on text is named ``<learner>@text``."""
     import copy
-    from types import SimpleNamespace
-
-    import torch
 
     from fewzero.ensemble import ZeroShotEnsemble
+    from fewzero.ensemble_setup import zero_shot_member
     from fewzero.evaluate_zsl import evaluate_zero_shot
-    from fewzero.registry import ZERO_SHOT
-    from fewzero.zsl.graph_settings import resolve_graph
     from fewzero.zsl.loaders import load_zero_shot
-    from fewzero.zsl.semantic_block import SemanticBlock
     from zsl_common import table_data_options, table_params
 
     table = json.loads((ROOT / "paper_results/zsl_cub50.json").read_text())
     features = table["chosen_features"]
-    member = {(m if sem == "attributes" else f"{m}@{sem}"): (m, sem)
-              for sem in semantics for m in ZSL_MEMBERS if m in table["results"][sem]}
+    member = {member_name(m, sem): (m, sem) for sem in semantics for m in ZSL_MEMBERS if m in table["results"][sem]}
     # each member as zsl_cub50 ran it: its fixed settings (gcnzsl's class graph) and the values validation chose
     params = {n: table_params(table, m, sem) for n, (m, sem) in member.items()}
     names = list(member)
@@ -188,18 +187,11 @@ def run_cub50(args, cache: Cache, previous: dict | None = None, semantics: tuple
     options = {**table_data_options(table), **({"image_size": 32, "epochs": 1} if args.quick else {})}
     kind = "+".join(semantics)
     data = load_zero_shot("cub50", semantics=kind, progress=not args.quiet, **options)
-    blocks = data.info["semantic_blocks"]  # semantics -> its [start, stop) columns
 
     def build(name):
         learner_name, sem = member[name]
-        parameters = ZERO_SHOT.parameters(learner_name)
-        extra = {k: v for k, v in {"seed": 0, "progress": False}.items() if k in parameters}
-        start, stop = blocks[sem]
-        # a class graph's node features are the member's own semantics: its block, as SemanticBlock hands it over
-        view = data if len(semantics) == 1 else SimpleNamespace(
-            class_names=data.class_names, semantics=torch.nn.functional.normalize(data.semantics[:, start:stop], dim=1))
-        learner = ZERO_SHOT.create(learner_name, **resolve_graph({**extra, **params[name]}, view))
-        return learner if len(semantics) == 1 else SemanticBlock(learner, start=start, stop=stop)
+        spec = {"method": learner_name, "params": params[name], **({"semantics": sem} if len(semantics) > 1 else {})}
+        return zero_shot_member(spec, data, seed=0, progress=False)
 
     def summary(report) -> dict:
         return {k: getattr(report, k) for k in ("t1", "u", "s", "h", "calibrated_u", "calibrated_s", "calibrated_h",

@@ -49,15 +49,6 @@ ENSEMBLE_HEADER = """# fewzero eval --method ensemble --config configs/ensemble_
 """
 
 
-def ensemble_config_text(table: dict, members) -> str:
-    """The YAML of ``configs/ensemble_cub50.yaml``: ``members`` (learner names, in order) of the table."""
-    values = {"method": "ensemble", "dataset": "cub50", "semantics": SEMANTICS, "data": table_data_options(table),
-              "learner": {"combine": "stacking", "members": [
-                  {"method": m, "params": table_params(table, m, SEMANTICS)}
-                  for m in members if m in table["results"][SEMANTICS]]}}
-    return ENSEMBLE_HEADER + yaml.safe_dump(values, sort_keys=False, default_flow_style=None)
-
-
 BOTH_HEADER = """# fewzero eval --method ensemble --config configs/ensemble_cub50_both.yaml
 # Every zero-shot learner of paper_results/zsl_cub50.md twice as a member: on attributes and on text (<learner>@text),
 # each with the hyper-parameters that table chose for it on that semantics on validation classes, and each reading
@@ -68,25 +59,30 @@ BOTH_HEADER = """# fewzero eval --method ensemble --config configs/ensemble_cub5
 """
 
 
-def ensemble_both_config_text(table: dict, members) -> str:
-    """The YAML of ``configs/ensemble_cub50_both.yaml``: ``members`` on attributes, then on text."""
-    chosen = [(m, sem) for sem in ("attributes", "text") for m in members if m in table["results"][sem]]
-    values = {"method": "ensemble", "dataset": "cub50", "semantics": "attributes+text",
-              "data": table_data_options(table),
-              "learner": {"combine": "stacking",
-                          "names": [m if sem == "attributes" else f"{m}@{sem}" for m, sem in chosen],
-                          "members": [{"method": m, "semantics": sem, "params": table_params(table, m, sem)}
-                                      for m, sem in chosen]}}
-    return BOTH_HEADER + yaml.safe_dump(values, sort_keys=False, default_flow_style=None)
+def ensemble_config_text(table: dict, members, semantics: tuple[str, ...] = (SEMANTICS,)) -> str:
+    """The YAML of an ensemble config: ``members`` (learner names, in order) of the table on each of ``semantics``
+    (``configs/ensemble_cub50.yaml``: attributes; ``ensemble_cub50_both.yaml``: attributes, then text, each member
+    naming its block and the ensemble its members)."""
+    from ensembles import member_name
+
+    chosen = [(m, sem) for sem in semantics for m in members if m in table["results"][sem]]
+    both = len(semantics) > 1
+    learner = {"combine": "stacking", **({"names": [member_name(m, sem) for m, sem in chosen]} if both else {}),
+               "members": [{"method": m, **({"semantics": sem} if both else {}), "params": table_params(table, m, sem)}
+                           for m, sem in chosen]}
+    values = {"method": "ensemble", "dataset": "cub50", "semantics": "+".join(semantics),
+              "data": table_data_options(table), "learner": learner}
+    return (BOTH_HEADER if both else ENSEMBLE_HEADER) + yaml.safe_dump(values, sort_keys=False, default_flow_style=None)
 
 
 def configs(table: dict) -> dict[Path, str]:
     """Path -> text of every learner's config and of the ensemble's."""
-    from ensembles import ZSL_MEMBERS
+    from ensembles import CUB_PARTS, ZSL_MEMBERS
 
     return {**{ROOT / "configs" / f"{m}_cub50.yaml": config_text(m, table) for m in sorted(table["results"][SEMANTICS])},
             ROOT / "configs" / "ensemble_cub50.yaml": ensemble_config_text(table, ZSL_MEMBERS),
-            ROOT / "configs" / "ensemble_cub50_both.yaml": ensemble_both_config_text(table, ZSL_MEMBERS)}
+            ROOT / "configs" / "ensemble_cub50_both.yaml": ensemble_config_text(table, ZSL_MEMBERS,
+                                                                                CUB_PARTS["cub50_both"])}
 
 
 def main() -> None:

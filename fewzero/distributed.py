@@ -25,7 +25,6 @@ import torch.distributed as dist
 
 from fewzero import worker_exit
 from fewzero.errors import FewzeroError
-from fewzero.worker_exit import exit_with_launcher
 
 T = TypeVar("T")
 BACKENDS = ("auto", "gloo", "nccl")  # the process-group backends a config may ask for (dist_backend)
@@ -104,7 +103,7 @@ def process_group(device: str, backend: str = "auto", timeout_s: float = 300.0) 
         return
     if chosen == "nccl":
         torch.cuda.set_device(torch.device(own_device))
-    exit_with_launcher()
+    worker_exit.exit_with_launcher()
     host = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
     timeout = datetime.timedelta(seconds=timeout_s)
     try:

@@ -15,11 +15,9 @@ A config lists the members under ``learner.members``::
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
-from torch.nn import functional as F
 
 from fewzero.checkpoint import PRETRAINED_KIND, learner_from_checkpoint, load_checkpoint, saved_config
 from fewzero.config import ZERO_SHOT_CONFIG_KEYS, RunConfig, load_config
@@ -31,7 +29,7 @@ from fewzero.pretrained import default_checkpoint
 from fewzero.registry import LEARNERS, ZERO_SHOT
 from fewzero.train import episode_sampler, load_split
 from fewzero.zsl.graph_settings import resolve_graph
-from fewzero.zsl.semantic_block import SemanticBlock
+from fewzero.zsl.semantic_block import SemanticBlock, block_view
 
 MEMBER_KEYS = {"few-shot": ("method", "checkpoint", "settings"), "zero-shot": ("method", "params", "semantics")}
 ZERO_SHOT_ENSEMBLE_OPTIONS = ("combine", "names", "holdout", "splits", "generalized", "seed", "calibrate", "step",
@@ -163,6 +161,26 @@ def member_block(spec: dict, data, what: str) -> tuple[int, int] | None:
     return None if (start, stop) == (0, data.semantics.shape[1]) else (int(start), int(stop))
 
 
+def zero_shot_member(spec: dict, data=None, *, seed: int = 0, progress: bool = True, what: str = "zero-shot member"):
+    """One zero-shot learner from its member mapping (``{method, params, semantics}``, ``what`` names it in errors):
+    ``params`` checked against the learner's options, ``seed`` / ``progress`` as defaults, a ``graph`` mapping built
+    on ``data`` (on the member's own block when it names its ``semantics``), wrapped in a ``SemanticBlock`` then."""
+    params = spec.get("params") or {}
+    parameters = ZERO_SHOT.parameters(spec["method"])
+    if not isinstance(params, dict) or set(params) - set(parameters):
+        wrong = sorted(set(params) - set(parameters)) if isinstance(params, dict) else ["params"]
+        raise FewzeroError(f"{what} has no option {wrong[0]!r}: choose from {', '.join(parameters)}")
+    params = {**{k: v for k, v in {"seed": seed, "progress": progress}.items() if k in parameters}, **params}
+    block = member_block(spec, data, what)
+    if data is not None:  # a class graph is built on the member's own semantics
+        params = resolve_graph(params, data if block is None else block_view(data, *block), f" of {what}")
+    try:
+        member = ZERO_SHOT.create(spec["method"], **params)
+    except (TypeError, ValueError) as exc:
+        raise FewzeroError(f"cannot build {what}: {exc}") from None
+    return member if block is None else SemanticBlock(member, start=block[0], stop=block[1])
+
+
 def zero_shot_ensemble(values: dict[str, Any], where: str = "", seed: int = 0, progress: bool = True,
                        data=None) -> ZeroShotEnsemble:
     """A zero-shot ensemble from a config mapping (``method: ensemble``, ``learner: {members: [...], ...}``);
@@ -180,26 +198,9 @@ def zero_shot_ensemble(values: dict[str, Any], where: str = "", seed: int = 0, p
     if bad:
         raise FewzeroError(f"unknown key learner.{bad[0]}{where}: a zero-shot ensemble takes members, "
                            f"{', '.join(ZERO_SHOT_ENSEMBLE_OPTIONS)}")
-    members = []
-    for i, spec in enumerate(settings["members"], 1):
-        params = spec.get("params") or {}
-        parameters = ZERO_SHOT.parameters(spec["method"])
-        if not isinstance(params, dict) or set(params) - set(parameters):
-            wrong = sorted(set(params) - set(parameters)) if isinstance(params, dict) else ["params"]
-            raise FewzeroError(f"ensemble member {i} ({spec['method']}){where} has no option {wrong[0]!r}: choose "
-                               f"from {', '.join(parameters)}")
-        defaults = {"seed": seed, "progress": progress}
-        params = {**{k: v for k, v in defaults.items() if k in parameters}, **params}
-        block = member_block(spec, data, f"ensemble member {i} ({spec['method']}){where}")
-        view = data if block is None else SimpleNamespace(
-            class_names=data.class_names, semantics=F.normalize(data.semantics[:, block[0]:block[1]].float(), dim=1))
-        if data is not None:  # a class graph is built on the member's own semantics
-            params = resolve_graph(params, view, f" of ensemble member {i} ({spec['method']}){where}")
-        try:
-            member = ZERO_SHOT.create(spec["method"], **params)
-        except (TypeError, ValueError) as exc:
-            raise FewzeroError(f"cannot build ensemble member {i} ({spec['method']}){where}: {exc}") from None
-        members.append(member if block is None else SemanticBlock(member, start=block[0], stop=block[1]))
+    members = [zero_shot_member(spec, data, seed=seed, progress=progress,
+                                what=f"ensemble member {i} ({spec['method']}){where}")
+               for i, spec in enumerate(settings["members"], 1)]
     names = options.pop("names", None) or [spec["method"] for spec in settings["members"]]
     try:
         return ZeroShotEnsemble(members, names=names, **{"seed": seed, **options})

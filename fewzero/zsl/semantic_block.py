@@ -6,6 +6,8 @@ attributes and text embeddings of the same classes) can sit side by side in one 
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 from torch.nn import functional as F
 
@@ -32,10 +34,21 @@ class SemanticBlock(ZeroShotLearner):
         if semantics.shape[1] < self.stop:
             raise FewzeroError(f"semantics have {semantics.shape[1]} columns but this block reads columns "
                                f"{self.start}:{self.stop}: pass the semantics the block was made for")
-        return F.normalize(semantics[:, self.start:self.stop], dim=1)
+        return block_semantics(semantics, self.start, self.stop)
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor, semantics: torch.Tensor) -> None:
         self.learner.fit(x, y, self._block(semantics))
 
     def _score(self, x: torch.Tensor, semantics: torch.Tensor) -> torch.Tensor:
         return self.learner(x, self._block(semantics))
+
+
+def block_semantics(semantics: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Columns ``start:stop`` of (C, a) semantics, each row L2-normalised: what a ``SemanticBlock`` learner sees."""
+    return F.normalize(semantics[:, start:stop].float(), dim=1)
+
+
+def block_view(data, start: int, stop: int) -> SimpleNamespace:
+    """``data``'s class names with its semantics' block ``start:stop`` as ``block_semantics`` gives it: what a class
+    graph of a block learner is built on (``fewzero.zsl.graph_settings.resolve_graph`` reads these two)."""
+    return SimpleNamespace(class_names=data.class_names, semantics=block_semantics(data.semantics, start, stop))

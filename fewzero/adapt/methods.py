@@ -46,22 +46,33 @@ class DAN(Adapter):
 
 @ADAPTERS.register("dann")
 class DANN(Adapter):
-    """Domain-adversarial training (Ganin et al. 2016): a domain classifier (``layer`` -> 100 -> 1) learns to tell
-    the domains apart from the features, whose gradient is reversed with coefficient ``weight`` x
-    ``dann_coefficient(progress)``. ``weight`` is the paper's lambda: it scales only what reaches the features; the
-    domain classifier always learns from its whole loss (scaling the loss instead would slow the classifier down by
-    the same factor and leave the features a weaker adversary)."""
+    """Domain-adversarial training (Ganin et al. 2016): a domain classifier learns to tell the domains apart from
+    ``layer``, whose gradient is reversed with coefficient ``weight`` x ``dann_coefficient(progress)``. ``weight`` is
+    the paper's lambda: it scales only what reaches the features; the domain classifier always learns from its whole
+    loss (scaling the loss instead would slow the classifier down by the same factor and leave the features a weaker
+    adversary).
+
+    The domain classifier is ``layer`` -> [Linear(domain_hidden) (-> BatchNorm1d) -> ReLU] x ``domain_depth`` -> 1:
+    the default (depth 1, width 100, no batch norm) is Ganin et al.'s digits classifier; depth 2, width 1024 with
+    batch norm is Transfer-Learning-Library's ``DomainDiscriminator``."""
 
     weight_grid = (0.1, 0.3, 1.0)
     uses_target_images = True
 
-    def __init__(self, *, layer: str = "features", domain_hidden: int = 100, gamma: float = 10.0, **kwargs):
+    def __init__(self, *, layer: str = "features", domain_hidden: int = 100, domain_depth: int = 1,
+                 domain_batch_norm: bool = False, gamma: float = 10.0, **kwargs):
         super().__init__(**kwargs)
         (self.layer,) = check_layers(layer, ("features", "hidden"))
+        if isinstance(domain_depth, bool) or not isinstance(domain_depth, int) or domain_depth < 1:
+            raise ValueError(f"domain_depth must be a positive integer, got {domain_depth!r}")
         width = kwargs["feature_dim"] if self.layer == "features" else self.classifier.in_features
         self.gamma = gamma
-        self.domain_classifier = nn.Sequential(nn.Linear(width, domain_hidden), nn.ReLU(),
-                                               nn.Linear(domain_hidden, 1))
+        blocks: list[nn.Module] = []
+        for _ in range(domain_depth):
+            blocks += [nn.Linear(width, domain_hidden), *([nn.BatchNorm1d(domain_hidden)] if domain_batch_norm else []),
+                       nn.ReLU()]
+            width = domain_hidden
+        self.domain_classifier = nn.Sequential(*blocks, nn.Linear(width, 1))
 
     def alignment(self, source, target, *, progress):
         features = torch.cat([source[self.layer], target[self.layer]])

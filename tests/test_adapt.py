@@ -259,3 +259,21 @@ def test_dann_reports_its_domain_classifier_accuracy_and_a_collapsed_classifier_
     assert parts["alignment"] == pytest.approx(np.log(2), rel=1e-6)
     assert "domain_accuracy" not in ADAPTERS.create("coral", backbone=MLP(in_features=12, hidden=8, out_features=6),
                                                     feature_dim=6, n_classes=3, hidden=5).loss(xs, ys, xt)[1]
+
+
+def test_dann_domain_classifier_shapes_follow_its_options():
+    from fewzero.backbones.simple import MLP
+    from fewzero.registry import ADAPTERS
+
+    def build(**kwargs):
+        return ADAPTERS.create("dann", backbone=MLP(in_features=12, hidden=8, out_features=6), feature_dim=6,
+                               n_classes=3, **kwargs).domain_classifier
+
+    default = build()
+    assert [type(m).__name__ for m in default] == ["Linear", "ReLU", "Linear"]
+    assert default[0].in_features == 6 and default[0].out_features == 100
+    tllib = build(layer="hidden", domain_hidden=32, domain_depth=2, domain_batch_norm=True)
+    assert [type(m).__name__ for m in tllib] == ["Linear", "BatchNorm1d", "ReLU"] * 2 + ["Linear"]
+    assert tllib[0].in_features == 100 and tllib[3].in_features == 32 and tllib[-1].out_features == 1
+    with pytest.raises(ValueError, match="domain_depth"):
+        build(domain_depth=0)

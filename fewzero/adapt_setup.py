@@ -70,6 +70,26 @@ def check_settings(s: AdaptSettings) -> None:
         raise FewzeroError(f"--init {s.init} is not a file: pass a checkpoint written by fewzero pretrain or train")
 
 
+def check_method_args(s: AdaptSettings, n_classes: int, example: torch.Tensor) -> None:
+    """Build the method's model once, so an unknown or bad method argument (``--set``) is one sentence before any
+    work: the keys the method accepts, or the method's own complaint about a value."""
+    import inspect
+
+    method = ADAPTERS.get(s.method)
+    accepted = sorted({name for cls in method.__mro__ if "__init__" in vars(cls)
+                       for name, p in inspect.signature(cls.__init__).parameters.items()
+                       if p.kind is p.KEYWORD_ONLY} - {"backbone", "feature_dim", "n_classes", "weight"})
+    unknown = sorted(set(s.method_args) - set(accepted))
+    if unknown:
+        raise FewzeroError(f"{s.method} has no argument {', '.join(unknown)}: it takes "
+                           f"{', '.join(accepted) or 'none'} (--set KEY=VALUE)")
+    try:
+        build_adapter(s, n_classes, 0.0, example)
+    except (TypeError, ValueError) as exc:
+        given = " ".join(f"{k}={v!r}" for k, v in s.method_args.items())
+        raise FewzeroError(f"{s.method} refuses the arguments {given}: {exc}") from None
+
+
 def _tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     batch = dataset.__getitems__(list(range(len(dataset))))
     return batch.x.contiguous(), batch.y.clone()

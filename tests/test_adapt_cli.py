@@ -63,6 +63,21 @@ def test_adapt_writes_every_output(tmp_path, domains, capfd):
     assert "| dev (used) |" in (out / "results.md").read_text()
 
 
+def test_method_arguments_from_set_reach_the_model_and_its_reload(tmp_path, domains, capfd):
+    out = tmp_path / "run"
+    rc = main(["adapt", "--method", "dann", "--source", str(domains[0]), "--target", str(domains[1]), "--steps", "2",
+               "--checkpoints", "1", "--weights", "0.5", "--channels", "1", "--set", "layer=hidden",
+               "--set", "domain_depth=2", "--set", "domain_hidden=16", "--set", "domain_batch_norm=true",
+               "--out", str(out), "--quiet"])
+    assert rc == 0, capfd.readouterr().err
+    settings = json.loads((out / "results.json").read_text())["settings"]
+    assert settings["method_args"] == {"layer": "hidden", "domain_depth": 2, "domain_hidden": 16,
+                                       "domain_batch_norm": True}
+    model = load_adapted(out / "model.pt")
+    assert [type(m).__name__ for m in model.domain_classifier] == ["Linear", "BatchNorm1d", "ReLU"] * 2 + ["Linear"]
+    assert model.domain_classifier[0].in_features == model.classifier.in_features  # reads the hidden layer
+
+
 def test_permuted_target_labels_change_no_weight_and_no_selection(tmp_path):
     """Through the real data path: the target's labels are read only by the final report."""
     source = write_domain(tmp_path / "s.npz", seed=0, invert=False)
@@ -99,6 +114,11 @@ BAD = [
     (["--source", "mnist", "--target", "uci_digits", "--method", "magic"], ("unknown adaptation method 'magic'",)),
     (["--source", "mnist", "--target", "uci_digits", "--weights", "a,b"], ("--weights",)),
     (["--source", "mnist", "--target", "uci_digits", "--steps", "0"], ("steps must be a positive integer",)),
+    (["--source", "mnist", "--target", "uci_digits", "--set", "colour=red"],
+     ("dann has no argument colour", "domain_depth", "layer")),
+    (["--source", "mnist", "--target", "uci_digits", "--set", "layer=logits"],
+     ("dann refuses the arguments layer='logits'",)),
+    (["--source", "mnist", "--target", "uci_digits", "--set", "layer"], ("--set expects key=value",)),
 ]
 
 

@@ -28,11 +28,14 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 def settings_from_args(args: argparse.Namespace):
     from fewzero.adapt_setup import AdaptSettings
 
+    from fewzero.config import parse_override
+
     optional = ("steps", "batch_size", "lr", "checkpoints", "image_size", "channels")
     given = {name: getattr(args, name) for name in optional if getattr(args, name) is not None}
+    method_args = dict(parse_override(text) for text in getattr(args, "set", []))
     return AdaptSettings(method=args.method, source=args.source, target=args.target, seed=args.seed,
                          backbone=args.backbone, init=args.init, weights=_weights(args.weights), select=args.select,
-                         **given)
+                         method_args=method_args, **given)
 
 
 def write_outputs(folder: Path, result, keep: dict, command: str) -> None:
@@ -58,7 +61,7 @@ def write_outputs(folder: Path, result, keep: dict, command: str) -> None:
 
 def cmd_adapt(args: argparse.Namespace, argv: list[str]) -> None:
     from fewzero.adapt_runner import adapt
-    from fewzero.adapt_setup import build_backbone, check_settings, load_data, load_target_test
+    from fewzero.adapt_setup import build_backbone, check_method_args, check_settings, load_data, load_target_test
     from fewzero.run_folder import RunFolder
     from fewzero.runlog import RunLog
 
@@ -67,6 +70,7 @@ def cmd_adapt(args: argparse.Namespace, argv: list[str]) -> None:
     data = load_data(settings, args.data_root)
     test = load_target_test(settings, data["class_names"], args.data_root)
     build_backbone(settings)  # refuses an --init checkpoint of another backbone before any work
+    check_method_args(settings, len(data["class_names"]), data["source_train"][0])
     names = [Path(str(d)).stem for d in (settings.source, settings.target)]
     out = Path(args.out or f"runs/adapt_{settings.method}_{names[0]}_{names[1]}")
     command = shlex.join(["fewzero", *argv])

@@ -62,6 +62,9 @@ def _add_adapt(sub) -> None:
     adapt.add_argument("--image-size", type=int, default=None, help="common image side (default 28)")
     adapt.add_argument("--channels", type=int, default=None, choices=(1, 3),
                        help="common channels: 3 (default; grey images repeated) or 1 (colour made grey)")
+    adapt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="an argument of the method, e.g. --set layer=hidden --set domain_depth=2 (dann), "
+                            "--set layers=[hidden] (dan)")
     adapt.add_argument("--select", default="dev", choices=("dev", "iwv", "source_val"),
                        help="how the weight and step are chosen without target labels (default: dev)")
     adapt.add_argument("--data-root", default=None, help="data folder (default: $FEWZERO_DATA, else the user cache)")

@@ -269,9 +269,12 @@ def test_dann_domain_classifier_shapes_follow_its_options():
         return ADAPTERS.create("dann", backbone=MLP(in_features=12, hidden=8, out_features=6), feature_dim=6,
                                n_classes=3, **kwargs).domain_classifier
 
-    default = build()
-    assert [type(m).__name__ for m in default] == ["Linear", "ReLU", "Linear"]
-    assert default[0].in_features == 6 and default[0].out_features == 100
+    ganin = build(domain_hidden=100, domain_depth=1, domain_batch_norm=False)
+    assert [type(m).__name__ for m in ganin] == ["Linear", "ReLU", "Linear"]
+    assert ganin[0].in_features == 6 and ganin[0].out_features == 100
+    default = build()  # chosen on the development pairs: Transfer-Learning-Library's discriminator on the features
+    assert [type(m).__name__ for m in default] == ["Linear", "BatchNorm1d", "ReLU"] * 2 + ["Linear"]
+    assert default[0].in_features == 6 and default[0].out_features == 1024
     tllib = build(layer="hidden", domain_hidden=32, domain_depth=2, domain_batch_norm=True)
     assert [type(m).__name__ for m in tllib] == ["Linear", "BatchNorm1d", "ReLU"] * 2 + ["Linear"]
     assert tllib[0].in_features == 100 and tllib[3].in_features == 32 and tllib[-1].out_features == 1

@@ -78,3 +78,27 @@ def test_the_table_waits_for_every_run_and_then_decides(tmp_path):
     text = report.write_report(tmp_path, variants, ("p",), [0, 1], 1.0, tmp_path / "dev.md").read_text()
     assert "| dan_h | `{\"layers\": [\"hidden\"]}` | 47.00, 48.00 | 47.50 | 1.50 |" in text
     assert "- dan: **dan_h** ships (+2.00 over the default dan)" in text
+
+
+def test_the_library_defaults_are_the_variants_the_development_table_decided():
+    import re
+    from pathlib import Path
+
+    from fewzero.backbones.simple import MLP
+    from fewzero.registry import ADAPTERS
+
+    dev = load_script("domain_adaptation_dev")
+    decision = Path(dev.OUT).read_text().split("## Decision")[1].split("##")[0]
+
+    def build(method, **args):
+        torch.manual_seed(0)
+        model = ADAPTERS.create(method, backbone=MLP(in_features=12, hidden=8, out_features=6), feature_dim=6,
+                                n_classes=3, **args)
+        return repr(model), getattr(model, "align_layers", None), getattr(model, "layer", None)
+
+    for method in ("dan", "dann"):
+        (line,) = [row for row in decision.splitlines() if row.startswith(f"- {method}:")]
+        shipped = re.search(r"\*\*(\w+)\*\*", line).group(1)
+        variant_method, args = dev.VARIANTS[shipped]
+        assert variant_method == method
+        assert build(method) == build(method, **{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})

@@ -77,7 +77,7 @@ def test_the_table_waits_for_every_run_and_then_decides(tmp_path):
         run(variant, "p", 1)
     text = report.write_report(tmp_path, variants, ("p",), [0, 1], 1.0, tmp_path / "dev.md").read_text()
     assert "| dan_h | `{\"layers\": [\"hidden\"]}` | 47.00, 48.00 | 47.50 | 1.50 |" in text
-    assert "- dan: **dan_h** ships (+2.00 over the default dan)" in text
+    assert "- dan: **dan_h** ships (+2.00 over the default dan); dan_h vs dan per pair: p +2.00" in text
 
 
 def test_the_library_defaults_are_the_variants_the_development_table_decided():

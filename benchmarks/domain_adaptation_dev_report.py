@@ -64,14 +64,16 @@ def write_report(runs: Path, variants: dict, pairs: tuple, seeds: list, margin: 
             verdict = (f"**{d['ships']}** ships ({d['gain']:+.2f} over the default {d['default']})"
                        if d["ships"] != d["default"] else
                        f"the default **{d['default']}** stays (best variant {d['best']}, {d['gain']:+.2f})")
-            per_pair = ", ".join(f"{p} {statistics.fmean(cells[(d['best'], p)]) - statistics.fmean(cells[(d['default'], p)]):+.2f}"
-                                 for p in pairs)
+            differences = {p: statistics.fmean(cells[(d["best"], p)]) - statistics.fmean(cells[(d["default"], p)])
+                           for p in pairs}
+            per_pair = ", ".join(f"{p} {difference:+.2f}" for p, difference in differences.items())
             lines.append(f"- {method}: {verdict}; {d['best']} vs {d['default']} per pair: {per_pair}")
     provenance = next(iter(records.values()))["provenance"] if records else {}
     seconds = sum(r["seconds"] for r in records.values())
     lines += ["", "## Provenance", "",
               f"- {len(records)} runs, {seconds / 60:.0f} CPU-minutes (one torch thread each); first record: commit "
               f"{provenance.get('commit', '?')}, {provenance.get('date', '?')}, {provenance.get('machine', '?')}",
-              f"- commits of the runs: {', '.join(sorted({r['provenance'].get('commit', '?') for r in records.values()}))}"]
+              "- commits of the runs: " + ", ".join(sorted({r["provenance"].get("commit", "?")
+                                                           for r in records.values()}))]
     write_text(out, "\n".join(lines) + "\n")
     return out

@@ -27,7 +27,6 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 
 def settings_from_args(args: argparse.Namespace):
     from fewzero.adapt_setup import AdaptSettings
-
     from fewzero.config import parse_override
 
     optional = ("steps", "batch_size", "lr", "checkpoints", "image_size", "channels")

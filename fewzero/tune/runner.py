@@ -211,6 +211,11 @@ def tune(spec: ObjectiveSpec | None, space: SearchSpace, settings: StudySettings
                "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params},
                "wall_seconds": round(time.perf_counter() - started, 2), "space": space.source}
     write_trials_csv(study, settings.out / "trials.csv")
+    summary["best_at_edge"] = [] if best is None else space.at_edge(best.params)
+    for edge in summary["best_at_edge"]:
+        print(f"fewzero: note: the best trial's {edge['name']}={edge['value']:.4g} sits at the {edge['end']} end of "
+              f"its range [{edge['low']:g}, {edge['high']:g}]: the best may lie beyond it; widen the range in "
+              f"{space.source}", file=sys.stderr)
     if best is not None:
         header = [f"fewzero tune: study {settings.name!r}, best of {counted(study)} trials: trial {best.number}, "
                   f"validation {objective.metric} {best.value:.4g}",

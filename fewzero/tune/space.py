@@ -80,6 +80,22 @@ class SearchSpace:
                 values[param.name] = param.suggest(trial)
         return values
 
+    def at_edge(self, values: dict[str, Any], *, within: float = 0.02) -> list[dict[str, Any]]:
+        """The numeric keys of ``values`` that sit at an end of their range: within ``within`` of the range's width
+        (measured on the log scale for ``log`` keys) of ``low`` or ``high``. Each as ``{"name", "value", "end",
+        "low", "high"}``. A best trial there says the best may lie beyond the range: widen it."""
+        found = []
+        for param in self.params:
+            if param.type == "categorical" or param.name not in values or param.high <= param.low:
+                continue
+            scale = math.log if param.log else float
+            low, high, value = scale(param.low), scale(param.high), scale(values[param.name])
+            for end, bound in (("low", low), ("high", high)):
+                if abs(value - bound) <= within * (high - low):
+                    found.append({"name": param.name, "value": values[param.name], "end": end,
+                                  "low": param.low, "high": param.high})
+        return found
+
     def grid_points(self) -> list[dict[str, Any]]:
         """Every distinct point of the grid, in file order (the first key varies slowest), inactive keys left out."""
         points: list[dict[str, Any]] = []

@@ -74,16 +74,17 @@ def load_cub50(semantics: str = "attributes", data_root: str | os.PathLike | Non
             raise FewzeroError("val_blind needs validation classes: set val_split to 1, 2 or 3")
         backbone_train = train[~torch.isin(cub.labels[train], val_classes)]
         forbidden = torch.cat([unseen, val_classes])
+    class_attributes = cub_attributes(cub.class_names, data_root)
     features, facts = image_features(cub.images, cub.labels, backbone_train, forbidden_classes=forbidden,
                                      backbone=backbone,
                                      epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, cache=cache,
                                      progress=progress, heads=heads, weighting=weighting,
-                                     class_attributes=cub_attributes(cub.class_names, data_root))
+                                     class_attributes=class_attributes)
     pooling = {} if text_pooling is None else {"text_pooling": text_pooling}
     matrix, described = cub_semantics(semantics, cub.class_names, data_root=data_root, text_source=text_source,
                                       text_model=text_model, **pooling)
     pick = lambda code: role == code  # noqa: E731
-    width = cub_attributes(cub.class_names, data_root).shape[1] if semantics == "attributes+text" else None
+    width = class_attributes.shape[1] if semantics == "attributes+text" else None
     blocks = {semantics: [0, matrix.shape[1]]} if width is None else \
         {"attributes": [0, width], "text": [width, matrix.shape[1]]}
     return ZeroShotData(

@@ -109,14 +109,11 @@ def build_domains(folder: Path) -> dict[str, Path]:
 
 def run_one(variant: str, pair: str, seed: int, domains: dict, runs: str) -> str:
     """One benchmark-protocol run of a variant on a development pair; its JSON in ``runs``."""
-    import torch
-
     from fewzero.adapt_runner import adapt
     from fewzero.adapt_setup import AdaptSettings
     from fewzero.atomic import write_json
     from provenance import provenance
 
-    torch.set_num_threads(1)
     method, method_args = VARIANTS[variant]
     started = time.perf_counter()
     result = adapt(AdaptSettings(method=method, source=str(domains["source"]), target=str(domains[pair]), seed=seed,
@@ -143,7 +140,9 @@ def main(argv: list[str] | None = None) -> None:
             if not (args.runs / f"{p}_{v}_seed{s}.json").is_file()]
     if not args.report_only and todo:
         print(f"{len(todo)} runs to do ({args.jobs} at once)", flush=True)
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        from domain_adaptation import _one_thread
+
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
             futures = [pool.submit(run_one, v, p, s, {k: str(x) for k, x in domains.items()}, str(args.runs))
                        for v, p, s in todo]
             for future in futures:

@@ -72,7 +72,8 @@ def check_settings(s: AdaptSettings) -> None:
 
 def check_method_args(s: AdaptSettings, n_classes: int, example: torch.Tensor) -> None:
     """Build the method's model once, so an unknown or bad method argument (``--set``) is one sentence before any
-    work: the keys the method accepts, or the method's own complaint about a value."""
+    work: the keys the method accepts, or the method's own complaint about a value. The build also loads ``--init``,
+    so a checkpoint of another backbone is refused here too (``build_backbone``'s FewzeroError)."""
     import inspect
 
     method = ADAPTERS.get(s.method)

@@ -60,7 +60,7 @@ def write_outputs(folder: Path, result, keep: dict, command: str) -> None:
 
 def cmd_adapt(args: argparse.Namespace, argv: list[str]) -> None:
     from fewzero.adapt_runner import adapt
-    from fewzero.adapt_setup import build_backbone, check_method_args, check_settings, load_data, load_target_test
+    from fewzero.adapt_setup import check_method_args, check_settings, load_data, load_target_test
     from fewzero.run_folder import RunFolder
     from fewzero.runlog import RunLog
 
@@ -68,7 +68,7 @@ def cmd_adapt(args: argparse.Namespace, argv: list[str]) -> None:
     check_settings(settings)
     data = load_data(settings, args.data_root)
     test = load_target_test(settings, data["class_names"], args.data_root)
-    build_backbone(settings)  # refuses an --init checkpoint of another backbone before any work
+    # builds the model once: refuses a bad method argument or an --init checkpoint of another backbone before any work
     check_method_args(settings, len(data["class_names"]), data["source_train"][0])
     names = [Path(str(d)).stem for d in (settings.source, settings.target)]
     out = Path(args.out or f"runs/adapt_{settings.method}_{names[0]}_{names[1]}")

@@ -135,7 +135,10 @@ def search_comparison(kind: str, name: str, objective, data, runs: Path, seeds, 
     grid_best = max(v for v in grid_values if v is not None)
     result = {"grid_points": size, "space": str(Path(space.source).relative_to(ROOT)) if Path(space.source).is_absolute()
               else space.source, "grid": {"best_val": grid_best, "curve": best_so_far(grid_values),
-                                         "best_params": grid["best"]["params"], "seconds": grid["wall_seconds"]}}
+                                         "best_params": grid["best"]["params"], "seconds": grid["wall_seconds"],
+                                         # a best at an end of a range says the space should be wider
+                                         "at_edge": [f"{e['name']} ({e['end']})"
+                                                     for e in space.at_edge(grid["best"]["params"])]}}
     for sampler in ("tpe", "random"):
         per_seed = []
         for seed in seeds:

@@ -6,6 +6,13 @@ from pathlib import Path
 from fewzero.atomic import write_json, write_text
 
 
+# why the spaces are what they are: written when a space changed, so that the table's reader can find the older run
+SPACE_HISTORY = ("The ranges of eszsl (gamma up to 10^5), sae (lam down to 10^-5), ale and sje (weight_decay up to 1) "
+                 "were widened on 2026-12-07, the grids extended at their own step: in the run before, the grid's best "
+                 "validation score of each sat at the end of that range (the last column's test), which says the best "
+                 "may lie beyond it. That run's table: `git show 8560aa9:paper_results/tuning.md`.")
+
+
 def _fmt(value, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -18,7 +25,7 @@ def _reached(entry: dict, size: int) -> str:
 def search_table(report: dict) -> list[str]:
     lines = ["| learner | metric | grid points | grid best val | TPE best val (median) | TPE trials to grid's best "
              "(per seed) | random best val (median) | random trials to grid's best (per seed) | ≤ half? | "
-             "test: grid / TPE / random (median) |", "| --- " * 10 + "|"]
+             "test: grid / TPE / random (median) | grid best at a range end |", "| --- " * 11 + "|"]
     for name, r in report["learners"].items():
         metric = "T1 %" if r["kind"] == "zero-shot" else "accuracy %"
         tests = [r["grid"]["test"], _median([s["test"] for s in r["tpe"]["seeds"]]),
@@ -26,8 +33,14 @@ def search_table(report: dict) -> list[str]:
         lines.append(f"| {name} | {metric} | {r['grid_points']} | {_fmt(r['grid']['best_val'])} | "
                      f"{_fmt(r['tpe']['median_best_val'])} | {_reached(r['tpe'], r['grid_points'])} | "
                      f"{_fmt(r['random']['median_best_val'])} | {_reached(r['random'], r['grid_points'])} | "
-                     f"{'yes' if r['tpe_half_budget'] else 'no'} | {' / '.join(_fmt(t) for t in tests)} |")
+                     f"{'yes' if r['tpe_half_budget'] else 'no'} | {' / '.join(_fmt(t) for t in tests)} | "
+                     f"{_edges(r['grid'].get('at_edge'))} |")
     return lines
+
+
+def _edges(at_edge: list[str] | None) -> str:
+    """'no', the keys whose grid best sits at an end of their range, or '–' where a run did not record it."""
+    return "–" if at_edge is None else (", ".join(at_edge) or "no")
 
 
 def _median(values: list[float]) -> float:
@@ -117,7 +130,7 @@ def write_report(report: dict, out: Path, quick: bool = False) -> None:
               f"Measured (median over seeds): {len(half)} of {len(learners)} ({', '.join(half) or 'none'}): "
               f"{'met' if len(half) >= 4 else 'missed'}.", "",
               "A seed that never reaches the grid's best counts as needing more trials than the budget. The grid's "
-              "best can be beaten: TPE and random search sample between the grid points.", "",
+              "best can be beaten: TPE and random search sample between the grid points.", "", SPACE_HISTORY, "",
               "![best validation score so far, per trial](tuning.png)", ""]
     pruning = report.get("pruning")
     if pruning:

@@ -24,6 +24,7 @@ def test_the_report_states_the_targets_verdicts(tmp_path):
     report_module = load_script("tuning_report")
     prov = {"command": "c", "commit": "x", "date": "d", "machine": "m", "load_average": "0"}
     learners = {f"l{k}": _learner(k < 3, [1, None, 4]) for k in range(5)}
+    learners["l1"]["grid"]["at_edge"], learners["l2"]["grid"]["at_edge"] = ["lam (low)"], []
     pruning = {"none": {"trial_seconds": 100.0, "best_val": 90.0, "best_ci95": 1.0, "states": {"COMPLETE": 4, "PRUNED": 0, "FAIL": 0},
                         "reports": [5, 5, 5, 5]},
                "median": {"trial_seconds": 40.0, "best_val": 90.0, "best_ci95": 1.0, "speedup": 2.5,
@@ -36,6 +37,9 @@ def test_the_report_states_the_targets_verdicts(tmp_path):
     text = (tmp_path / "tuning.md").read_text()
     assert "3 of 5 (l0, l1, l2): missed" in text
     assert "| 1, never, 4 |" in text
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| l")}
+    assert rows["| l1"].endswith("| lam (low) |") and rows["| l2"].endswith("| no |")
+    assert rows["| l0"].endswith("| – |")  # not recorded
     assert "median: 2.50x, best 90.00 ± 1.00 vs 90.00 ± 1.00 without (equal within CI): met" in text
     assert "hyperband: 1.67x, best 86.00 ± 1.00 vs 90.00 ± 1.00 without (lower beyond CI): missed" in text
     assert (tmp_path / "tuning.png").read_bytes()[:4] == b"\x89PNG"

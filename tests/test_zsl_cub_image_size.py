@@ -33,3 +33,13 @@ def test_the_sizes_must_include_the_table_size(capsys):
     with pytest.raises(SystemExit) as stop:
         load_script("zsl_cub_image_size").main(["--sizes", "96", "--out", "/nonexistent/x"])
     assert stop.value.code == 2 and "--sizes must include 64" in capsys.readouterr().err
+
+
+def test_the_committed_table_renders_again_from_its_json(tmp_path):
+    import shutil
+
+    script = load_script("zsl_cub_image_size")
+    committed = script.ROOT / "paper_results" / "zsl_cub50_image_size"
+    shutil.copyfile(committed.with_suffix(".json"), tmp_path / "t.json")
+    script.main(["--render-only", "--out", str(tmp_path / "t")])
+    assert (tmp_path / "t.md").read_text() == committed.with_suffix(".md").read_text()

@@ -64,8 +64,8 @@ def ablation_section(out: dict) -> list[str]:
         cells = " | ".join(f"{fmt(r['t1'])} / {fmt(r['calibrated_h'])}" for r in row["results"].values())
         lines.append(f"| {label} | {fmt(row['mean_val_t1'])} | {cells} | {row['features']['train_seconds']:.0f} | "
                      f"{metrics} |")
-    return lines + ["", "The image size of these features, against larger ones by the same validation-class measure: "
-                        "[zsl_cub50_image_size.md](zsl_cub50_image_size.md).", ""]
+    return lines + ["", "The image size and training length of these features, against other recipes by the same "
+                        "validation-class measure: [zsl_cub50_recipes.md](zsl_cub50_recipes.md).", ""]
 
 
 def semantics_tables(out: dict) -> list[str]:

@@ -82,6 +82,21 @@ def trials_to_reach(values: list[float | None], target: float) -> int | None:
     return None
 
 
+def edges(space, trials: list[dict], best: dict) -> list[str]:
+    """The keys whose grid best sits at an end of their range, as ``"name (end)"``; ``"name (end, plateau)"`` where
+    the grid point one step inside scores the same: the score has levelled off there, and a wider range would not
+    find more."""
+    found = []
+    for edge in space.at_edge(best):
+        grid = sorted(next(p for p in space.params if p.name == edge["name"]).grid)
+        inside = {**best, edge["name"]: grid[1] if edge["end"] == "low" else grid[-2]}
+        values = [t["value"] for t in trials if t["params"] == inside and t["value"] is not None]
+        best_value = max(t["value"] for t in trials if t["params"] == best)
+        plateau = bool(values) and abs(values[0] - best_value) <= 1e-9
+        found.append(f"{edge['name']} ({edge['end']}{', plateau' if plateau else ''})")
+    return found
+
+
 def test_score(kind: str, name: str, params: dict, data, cache: dict, quick: bool) -> float:
     """The test score of a configuration: zero-shot T1 on the unseen test classes, or few-shot test accuracy."""
     key = json.dumps([name, params], sort_keys=True)
@@ -137,8 +152,7 @@ def search_comparison(kind: str, name: str, objective, data, runs: Path, seeds, 
               else space.source, "grid": {"best_val": grid_best, "curve": best_so_far(grid_values),
                                          "best_params": grid["best"]["params"], "seconds": grid["wall_seconds"],
                                          # a best at an end of a range says the space should be wider
-                                         "at_edge": [f"{e['name']} ({e['end']})"
-                                                     for e in space.at_edge(grid["best"]["params"])]}}
+                                         "at_edge": edges(space, grid["trials"], grid["best"]["params"])}}
     for sampler in ("tpe", "random"):
         per_seed = []
         for seed in seeds:

@@ -60,3 +60,22 @@ def test_the_committed_table_renders_again_from_its_json(tmp_path):
     tuning.main(["--render-only", "--out", str(tmp_path)])
     assert (tmp_path / "tuning.md").read_text() == (tuning.ROOT / "paper_results" / "tuning.md").read_text()
     assert (tmp_path / "tuning.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_best_at_a_range_end_is_marked_plateau_when_the_next_grid_point_scores_the_same():
+    from fewzero.tune import parse_space
+
+    tuning = load_script("tuning")
+    space = parse_space({"method": "logreg", "params": {
+        "C": {"type": "float", "low": 0.01, "high": 1.0, "log": True, "grid": [0.01, 0.1, 1.0]},
+        "norm": {"type": "categorical", "choices": [True, False]}}})
+
+    def trials(scores):
+        return [{"params": {"C": c, "norm": n}, "value": v} for (c, n), v in scores.items()]
+
+    flat = {(0.01, True): 99.0, (0.1, True): 99.0, (1.0, True): 98.0, (0.01, False): 97.0}
+    assert tuning.edges(space, trials(flat), {"C": 0.01, "norm": True}) == ["C (low, plateau)"]
+    rising = {**flat, (0.1, True): 98.5}
+    assert tuning.edges(space, trials(rising), {"C": 0.01, "norm": True}) == ["C (low)"]
+    assert tuning.edges(space, trials({**flat, (1.0, True): 99.5}), {"C": 1.0, "norm": True}) == ["C (high)"]
+    assert tuning.edges(space, trials(rising), {"C": 0.1, "norm": True}) == []

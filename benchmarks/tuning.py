@@ -84,17 +84,14 @@ def trials_to_reach(values: list[float | None], target: float) -> int | None:
 
 def edges(space, trials: list[dict], best: dict) -> list[str]:
     """The keys whose grid best sits at an end of their range, as ``"name (end)"``; ``"name (end, plateau)"`` where
-    the grid point one step inside scores the same: the score has levelled off there, and a wider range would not
-    find more."""
-    found = []
-    for edge in space.at_edge(best):
-        grid = sorted(next(p for p in space.params if p.name == edge["name"]).grid)
-        inside = {**best, edge["name"]: grid[1] if edge["end"] == "low" else grid[-2]}
-        values = [t["value"] for t in trials if t["params"] == inside and t["value"] is not None]
-        best_value = max(t["value"] for t in trials if t["params"] == best)
-        plateau = bool(values) and abs(values[0] - best_value) <= 1e-9
-        found.append(f"{edge['name']} ({edge['end']}{', plateau' if plateau else ''})")
-    return found
+    another grid point that differs in that key only scores the same (``fewzero.tune.space.level_along``): the score
+    is level there, and a wider range is unlikely to find more."""
+    from fewzero.tune.space import level_along
+
+    scored = [(t["params"], t["value"]) for t in trials]
+    best_value = max(t["value"] for t in trials if t["params"] == best)
+    return [f"{e['name']} ({e['end']}{', plateau' if level_along(e['name'], best, best_value, scored) else ''})"
+            for e in space.at_edge(best)]
 
 
 def test_score(kind: str, name: str, params: dict, data, cache: dict, quick: bool) -> float:

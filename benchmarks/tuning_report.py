@@ -13,8 +13,9 @@ SPACE_HISTORY = ("The ranges of eszsl (gamma up to 10^5), sae (lam down to 10^-5
                  "may lie beyond it. That run's table: `git show 8560aa9:paper_results/tuning.md`. The rerun then "
                  "found logistic regression's best at C = 0.01, the end of its range: C now goes down to 10^-4, and "
                  "its studies ran again (`git show ca2d712:paper_results/tuning.md` for the table before). Where the "
-                 "last column says plateau, the grid point one step inside scores the same: the score has levelled "
-                 "off (as C -> 0, logistic regression tends to a nearest-class-mean rule), and the range stays.")
+                 "last column says plateau, another grid point that differs in that key only scores the same: the "
+                 "score is level there (as C -> 0, logistic regression tends to a nearest-class-mean rule), and the "
+                 "range stays.")
 
 
 def _fmt(value, digits: int = 2) -> str:

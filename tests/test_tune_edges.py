@@ -36,3 +36,31 @@ def test_a_best_trial_at_an_end_of_the_range_is_reported(tmp_path, capfd):
     err = capfd.readouterr().err
     assert f"fewzero: note: the best trial's gamma={edge['value']:.4g} sits at the {edge['end']} end" in err
     assert "widen the range" in err
+
+
+def test_ties_along_a_key_are_counted_only_where_every_other_value_is_the_same():
+    from fewzero.tune.space import level_along
+
+    best = {"C": 1e-4, "norm": True}
+    trials = [({"C": 1e-4, "norm": True}, 99.0), ({"C": 1e-3, "norm": True}, 99.0),
+              ({"C": 1e-2, "norm": True}, 98.0), ({"C": 1e-3, "norm": False}, 99.0), ({"C": 1e-2, "norm": True}, None)]
+    assert level_along("C", best, 99.0, trials) == 1  # not the best itself, nor the tie with another norm
+    assert level_along("C", best, 99.5, trials) == 0
+
+
+def test_a_best_at_the_end_of_a_level_stretch_says_widening_is_unlikely_to_help(tmp_path, capfd):
+    # a constant objective: every grid point ties, so the best (the first) sits at the low end of a level stretch
+    space = parse_space({"params": {"gamma": {"type": "float", "low": 1e-3, "high": 1e3, "log": True,
+                                              "grid": [1e-3, 1.0, 1e3]}}})
+
+    class Flat(ZeroShotObjective):
+        def __call__(self, trial, values):
+            return 50.0
+
+    summary = tune(None, space, StudySettings(name="flat", out=tmp_path, trials=3, sampler="grid"),
+                   objective=Flat("eszsl", linear_problem(noise=6.0, n_attributes=8)), progress=False)
+    (edge,) = summary["best_at_edge"]
+    assert edge["level_trials"] == 2
+    err = capfd.readouterr().err
+    assert "2 trial(s) with another gamma and the same other values score the same" in err
+    assert "widen the range" not in err

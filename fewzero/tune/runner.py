@@ -18,7 +18,7 @@ from typing import Any
 
 from fewzero.atomic import make_folders, remove_empty_folders
 from fewzero.errors import FewzeroError
-from fewzero.tune.space import SearchSpace
+from fewzero.tune.space import SearchSpace, level_along
 from fewzero.tune.study import (RDB_PREFIXES, StudySettings, check_settings, counted, enqueue_grid, finished,
                                 load_study, make_sampler, open_storage, requeue_interrupted, run_trials,
                                 trial_target)
@@ -212,10 +212,14 @@ def tune(spec: ObjectiveSpec | None, space: SearchSpace, settings: StudySettings
                "wall_seconds": round(time.perf_counter() - started, 2), "space": space.source}
     write_trials_csv(study, settings.out / "trials.csv")
     summary["best_at_edge"] = [] if best is None else space.at_edge(best.params)
+    complete = [(t.params, t.value) for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     for edge in summary["best_at_edge"]:
+        edge["level_trials"] = level_along(edge["name"], best.params, best.value, complete)
+        advice = (f"{edge['level_trials']} trial(s) with another {edge['name']} and the same other values score the "
+                  "same, so the score is level there and a wider range is unlikely to help" if edge["level_trials"]
+                  else f"the best may lie beyond it; widen the range in {space.source}")
         print(f"fewzero: note: the best trial's {edge['name']}={edge['value']:.4g} sits at the {edge['end']} end of "
-              f"its range [{edge['low']:g}, {edge['high']:g}]: the best may lie beyond it; widen the range in "
-              f"{space.source}", file=sys.stderr)
+              f"its range [{edge['low']:g}, {edge['high']:g}]: {advice}", file=sys.stderr)
     if best is not None:
         header = [f"fewzero tune: study {settings.name!r}, best of {counted(study)} trials: trial {best.number}, "
                   f"validation {objective.metric} {best.value:.4g}",

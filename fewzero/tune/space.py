@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,16 @@ class SearchSpace:
             if point not in points:
                 points.append(point)
         return points
+
+
+def level_along(name: str, best: dict[str, Any], best_value: float, trials: Iterable[tuple[dict[str, Any], float]],
+                *, tolerance: float = 1e-9) -> int:
+    """How many of ``trials`` (params, value) differ from ``best`` in ``name`` only and score the same: a best at an
+    end of ``name``'s range with such ties sits on a level stretch, where a wider range is unlikely to score more."""
+    others = {k: v for k, v in best.items() if k != name}
+    return sum(1 for params, value in trials
+               if value is not None and abs(value - best_value) <= tolerance and params.get(name) != best.get(name)
+               and {k: v for k, v in params.items() if k != name} == others)
 
 
 def load_space(path: str | Path, keys: dict[str, Any] | None = None) -> SearchSpace:

@@ -250,15 +250,21 @@ def main(argv: list[str] | None = None) -> dict:
     cache_path = runs / "test_scores.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     results, started = {}, time.perf_counter()
-    zsl_data = None
+    zsl_data = zsl_val_data = None
     for name in (args.learners or (*ZERO_SHOT, *FEW_SHOT)) if "search" in args.parts else ():
         kind = "zero-shot" if name in ZERO_SHOT else "few-shot"
         if kind == "zero-shot":
             from fewzero.tune.objectives import ZeroShotObjective
+            from fewzero.zsl.loaders import tuning_options
 
+            options = {"epochs": 1, "image_size": 32} if args.quick else {}
+            # studies: a backbone that never saw the validation classes (as fewzero tune); test: all seen classes
             zsl_data = zsl_data or load_zero_shot("cub50", semantics="attributes", progress=not args.quick,
-                                                  **({"epochs": 1, "image_size": 32} if args.quick else {}))
-            objective, data = ZeroShotObjective(name, zsl_data, dataset="cub50", semantics="attributes"), zsl_data
+                                                  **options)
+            zsl_val_data = zsl_val_data or load_zero_shot("cub50", semantics="attributes", progress=not args.quick,
+                                                          **tuning_options("cub50", options))
+            objective = ZeroShotObjective(name, zsl_val_data, dataset="cub50", semantics="attributes")
+            data = zsl_data
         else:
             overrides = {"val_episodes": 20 if args.quick else 100}
             objective = ObjectiveSpec(name, kind, dataset="omniglot", overrides=overrides).build()

@@ -15,7 +15,10 @@ SPACE_HISTORY = ("The ranges of eszsl (gamma up to 10^5), sae (lam down to 10^-5
                  "its studies ran again (`git show ca2d712:paper_results/tuning.md` for the table before). Where the "
                  "last column says plateau, another grid point that differs in that key only scores the same: the "
                  "score is level there (as C -> 0, logistic regression tends to a nearest-class-mean rule), and the "
-                 "range stays.")
+                 "range stays. Since that same day the zero-shot studies score their trials on features of a "
+                 "backbone that never saw the validation classes (the test's features had: validation classes the "
+                 "features were fitted to score far above new ones), so their validation scores are lower than in "
+                 "the tables before.")
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -126,7 +129,8 @@ def write_report(report: dict, out: Path, quick: bool = False) -> None:
     lines += [f"Every study searches the space the learner ships (`configs/spaces/<learner>.yaml`). The grid study "
               f"tries every grid point once; TPE and random search get as many trials as the grid has points, with "
               f"seeds {report['seeds']}. Scores are validation scores: zero-shot learners T1 (%) on CUB-50's "
-              f"validation classes (fitted on the other seen classes, `fewzero.zsl.splits.validation_problem`), "
+              f"validation classes (fitted on the other seen classes, `fewzero.zsl.splits.validation_problem`; "
+              f"the features from a backbone trained without the validation classes, as `fewzero tune` does), "
               f"logistic regression 5-way 1-shot accuracy (%) on Omniglot validation episodes. The test column scores "
               f"each study's best configuration once, after all studies ran: zero-shot T1 on the unseen test "
               f"classes, few-shot accuracy on {1000 if not quick else 20} fixed test episodes (seed 0).", "",

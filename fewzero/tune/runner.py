@@ -59,14 +59,14 @@ class ObjectiveSpec:
 
         if self.kind == "zero-shot":
             from fewzero.config import read_yaml, zero_shot_config_path
-            from fewzero.zsl.loaders import load_zero_shot
+            from fewzero.zsl.loaders import load_zero_shot, tuning_options
 
             dataset = self.dataset or "cub50"
             path = zero_shot_config_path(self.method, dataset, self.config_path)  # what fewzero eval reads
             values = read_yaml(path) if path else {}
-            data_options = values.get("data") or {}
+            data_options = values.get("data") or {}  # the features best.yaml names: fewzero eval's
             data = load_zero_shot(dataset, semantics=self.semantics, data_root=self.data_root, progress=progress,
-                                  **data_options)
+                                  **tuning_options(dataset, data_options))
             return objectives.ZeroShotObjective(self.method, data, metric=self.metric or "t1", seed=self.seed,
                                                 base={**values.get("learner", {}), **self.overrides},
                                                 dataset=dataset, semantics=self.semantics,

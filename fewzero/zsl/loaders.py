@@ -148,6 +148,17 @@ def _check_options(func, dataset: str, options: dict) -> None:
         raise FewzeroError(f"{dataset} has no option {unknown[0]!r}: choose from {', '.join(allowed)}")
 
 
+def tuning_options(dataset: str, options: dict) -> dict:
+    """The loader ``options`` for the features hyper-parameters are chosen on. Where the dataset trains its own
+    feature backbone (cub50), that backbone also leaves out the validation classes (``val_blind``) unless
+    ``options`` say otherwise: validation classes the features were fitted to score far above classes they never
+    saw, and the test's unseen classes are such classes. Fixed features (xlsa17) are used as they are."""
+    has_val_classes = options.get("val_split", 1) != 0 or bool(options.get("class_split_seed"))
+    if dataset.lower() != "cub50" or "val_blind" in options or not has_val_classes:
+        return dict(options)
+    return {**options, "val_blind": True}
+
+
 def load_zero_shot(dataset: str, semantics: str = "attributes", data_root: str | os.PathLike | None = None,
                    progress: bool = True, **options) -> ZeroShotData:
     """A zero-shot benchmark by name (see ``zero_shot_datasets()``) with ``attributes`` or ``text`` semantics.

@@ -18,7 +18,7 @@ SPACE_HISTORY = ("The ranges of eszsl (gamma up to 10^5), sae (lam down to 10^-5
                  "range stays. Since that same day the zero-shot studies score their trials on features of a "
                  "backbone that never saw the validation classes (the test's features had: validation classes the "
                  "features were fitted to score far above new ones), so their validation scores are lower than in "
-                 "the tables before. On those features eszsl's grid best sat at gamma = 10^5, the new end, and its "
+                 "the tables before (the last on the old features: `git show c553f62:paper_results/tuning.md`). On those features eszsl's grid best sat at gamma = 10^5, the new end, and its "
                  "range went on to 10^7.")
 
 

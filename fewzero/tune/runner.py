@@ -212,7 +212,8 @@ def tune(spec: ObjectiveSpec | None, space: SearchSpace, settings: StudySettings
                "wall_seconds": round(time.perf_counter() - started, 2), "space": space.source}
     write_trials_csv(study, settings.out / "trials.csv")
     summary["best_at_edge"] = [] if best is None else space.at_edge(best.params)
-    complete = [(t.params, t.value) for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    complete = [(t.params, t.value) for t in study.get_trials(deepcopy=False)
+                if t.state.name == "COMPLETE"] if summary["best_at_edge"] else []
     for edge in summary["best_at_edge"]:
         edge["level_trials"] = level_along(edge["name"], best.params, best.value, complete)
         advice = (f"{edge['level_trials']} trial(s) with another {edge['name']} and the same other values score the "
